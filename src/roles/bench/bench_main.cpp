@@ -1,14 +1,12 @@
-#include <spdlog/spdlog.h>
-
+#include "roles/bench/benches.h"
 #include "roles/roles.h"
 
 namespace pdctl::roles {
 
-// Not built yet: the online benchmark lands with issue 8, --offline with issue 3,
-// --kv-transfer with issue 6.
-int run_bench(const BenchOptions&) {
-  spdlog::error("`pdctl bench` is not implemented yet");
-  return 1;
+int run_bench(const BenchOptions& opts) {
+  if (opts.offline) return run_offline_bench(opts);
+  if (opts.kv_transfer) return run_kv_transfer_bench(opts);
+  return run_serving_bench(opts);
 }
 
 }  // namespace pdctl::roles

@@ -10,7 +10,7 @@ packages=(
   # libraries
   libuv1-dev node-llhttp libcli11-dev libtomlplusplus-dev doctest-dev
   libucx-dev ucx-utils nlohmann-json3-dev libspdlog-dev libfmt-dev
-  libpcre2-dev libutf8proc-dev
+  libpcre2-dev libutf8proc-dev prometheus-cpp-dev
   # tests: integration tests are Python (standard library only); the OpenAI client
   # test uses the `openai` npm package; the router benchmark compares with nginx
   python3 nginx-light procps

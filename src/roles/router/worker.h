@@ -26,7 +26,7 @@ Result<WorkerType> parse_worker_type(std::string_view name);
 struct WorkerSpec {
   std::string url;
   WorkerType type = WorkerType::kRegular;
-  std::optional<int> bootstrap_port;  // prefill only; nullopt: the worker's default (8998)
+  std::optional<int> bootstrap_port = std::nullopt;  // prefill only; nullopt: the worker's default (8998)
 };
 
 // "http://host:port[/]" -> "http://host:port": one spelling per worker, so that lookups by

@@ -1,5 +1,6 @@
 #include "engine/chat_template.h"
 
+#include <algorithm>
 #include <ctime>
 
 #include <nlohmann/json.hpp>
@@ -64,13 +65,17 @@ std::string compact(std::string_view t) {
 
 bool has(std::string_view text, std::string_view snippet) { return text.find(snippet) != std::string_view::npos; }
 
-// The text of a string literal that starts right after `prefix` in the compact template.
-std::string literal_after(std::string_view c, std::string_view prefix) {
-  const size_t pos = c.find(prefix);
-  if (pos == std::string_view::npos) return {};
-  const size_t b = pos + prefix.size();
-  const size_t e = c.find('\'', b);
-  return std::string(c.substr(b, e == std::string_view::npos ? 0 : e - b));
+// The rest of the first string literal that starts with `prefix` (which includes the opening
+// quote) and contains `needle`; empty when there is none.
+std::string literal_after(std::string_view c, std::string_view prefix, std::string_view needle = {}) {
+  for (size_t pos = c.find(prefix); pos != std::string_view::npos; pos = c.find(prefix, pos + 1)) {
+    const size_t b = pos + prefix.size();
+    size_t e = b;
+    while (e < c.size() && c[e] != '\'') e += c[e] == '\\' ? 2 : 1;
+    const std::string_view lit = c.substr(b, std::min(e, c.size()) - b);
+    if (lit.find(needle) != std::string_view::npos) return std::string(lit);
+  }
+  return {};
 }
 
 // Jinja string escapes in a literal taken from the template.
@@ -204,6 +209,8 @@ Result<ChatTemplate> ChatTemplate::detect(std::string_view jinja, ChatTokens tok
       }
       t.name_ = "llama-3.1";
       s.knowledge_header = true;
+      // Some variants write the system turn only when there is a system message.
+      s.system_turn_optional = has(c, "{%ifsystem_message%}");
       s.date_today = has(c, "strftime_now");
       if (std::string d = literal_after(c, "setdate_string='"); !d.empty()) s.fixed_date = unescape(d);
     }
@@ -215,12 +222,9 @@ Result<ChatTemplate> ChatTemplate::detect(std::string_view jinja, ChatTokens tok
     if (!has(c, kChatMLMessage)) return not_recognised("chatml", "its message layout is not the known one");
     if (!has(c, kChatMLAssistant)) return not_recognised("chatml", "it has no assistant header");
     s.always_generation = !has(c, "add_generation_prompt");
-    s.default_system = unescape(literal_after(c, "'<|im_start|>system\\n"));
-    if (const size_t end = s.default_system.find("<|im_end|>"); end != std::string::npos) {
-      s.default_system.resize(end);
-    } else {
-      s.default_system.clear();
-    }
+    // Qwen2/2.5 write a default system turn when the conversation has none.
+    s.default_system = unescape(literal_after(c, "'<|im_start|>system\\n", "<|im_end|>"));
+    s.default_system.resize(std::min(s.default_system.size(), s.default_system.find("<|im_end|>")));
     if (has(c, "reasoning_content") || has(c, "</think>")) {
       if (!has(c, "'\\n<think>\\n'+reasoning_content.strip('\\n')+'\\n</think>\\n\\n'+content.lstrip('\\n')") ||
           !has(c, "ns.last_query_index")) {
@@ -289,15 +293,17 @@ Result<RenderedPrompt> ChatTemplate::render_llama3(std::span<const ChatMessage> 
   };
   size_t first = 0;
   if (s.knowledge_header) {
-    // 3.1+: BOS, then a system turn that always exists and carries the dates.
+    // 3.1+: BOS, then a system turn that carries the dates.
     if (s.bos) p.text += tokens_.bos;
     std::string system;
     if (m[0].role == "system") {
       system = strip(m[0].content);
       first = 1;
     }
-    const std::string date = !o.date_string.empty() ? o.date_string : s.date_today ? today() : s.fixed_date;
-    turn("system", "Cutting Knowledge Date: December 2023\nToday Date: " + date + "\n\n" + system);
+    if (!system.empty() || !s.system_turn_optional) {
+      const std::string date = !o.date_string.empty() ? o.date_string : s.date_today ? today() : s.fixed_date;
+      turn("system", "Cutting Knowledge Date: December 2023\nToday Date: " + date + "\n\n" + system);
+    }
   }
   for (size_t i = first; i < m.size(); ++i) {
     if (i == 0 && s.bos && !s.knowledge_header) p.text += tokens_.bos;

@@ -78,7 +78,8 @@ class ChatTemplate {
     bool trim = true;                // message contents are trimmed
     bool always_generation = false;  // the assistant header is emitted even without the flag
     bool knowledge_header = false;   // 3.1+: system header with knowledge and today's dates
-    bool date_today = false;         // strftime_now("%d %b %Y")
+    bool system_turn_optional = false;  // 3.1+ variants without a system turn when none is given
+    bool date_today = false;            // strftime_now("%d %b %Y")
     std::string fixed_date = "26 Jul 2024";
     // chatml
     std::string default_system;  // emitted when the conversation has no system message

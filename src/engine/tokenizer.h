@@ -11,6 +11,7 @@
 // and safe to call from several threads at once; the setters are for start-up, before the
 // tokenizer is shared.
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -45,6 +46,9 @@ class Tokenizer {
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens) const;
   // Ids to text; ids outside the vocabulary are skipped. Always valid UTF-8.
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens) const;
+  std::string decode(std::initializer_list<int32_t> ids, bool skip_special_tokens) const {
+    return decode(std::span<const int32_t>(ids.begin(), ids.size()), skip_special_tokens);
+  }
   // A streaming detokenizer for one request (see IncrementalDecoder).
   IncrementalDecoder incremental_decoder(bool skip_special_tokens) const;
 
@@ -117,6 +121,7 @@ class IncrementalDecoder {
   std::shared_ptr<const tok::TokenizerImpl> impl_;
   bool skip_special_;
   bool wait_byte_runs_;
+  bool in_byte_run_ = false;  // the last id the decoder sees is a byte-fallback piece
   std::vector<int32_t> ids_;
   size_t anchor_ = 0;  // the window decoded on each step starts here
   size_t read_ = 0;    // ids before this are in the text returned so far

@@ -25,8 +25,11 @@ IncrementalDecoder::IncrementalDecoder(std::shared_ptr<const tok::TokenizerImpl>
 std::string IncrementalDecoder::push(int32_t id) {
   ids_.push_back(id);
   if (wait_byte_runs_) {
+    // Ids the decoder never sees (unknown ones, skipped specials) do not end a run.
     auto s = impl_->token_string(id);
-    if (s && tok::parse_byte_piece(*s) >= 0) return {};
+    const bool seen = s.has_value() && !(skip_special_ && impl_->added.is_special(id));
+    if (seen) in_byte_run_ = tok::parse_byte_piece(*s) >= 0;
+    if (in_byte_run_) return {};
   }
   return advance(false);
 }

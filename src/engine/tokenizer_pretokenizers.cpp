@@ -1,5 +1,7 @@
 // Pre-tokenizers of tokenizer.json: they split a normalized piece into the words the model
 // sees (Split with a regex, ByteLevel, Metaspace, Digits, Sequence).
+#include <utf8proc.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -208,6 +210,13 @@ class Metaspace final : public PreTokenizer {
   bool split_;
 };
 
+// Rust's char::is_numeric: general categories Nd, Nl and No.
+bool is_numeric(char32_t cp) {
+  if (cp < 0x80) return cp >= '0' && cp <= '9';
+  const auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(cp));
+  return cat == UTF8PROC_CATEGORY_ND || cat == UTF8PROC_CATEGORY_NL || cat == UTF8PROC_CATEGORY_NO;
+}
+
 class Digits final : public PreTokenizer {
  public:
   explicit Digits(bool individual) : individual_(individual) {}
@@ -221,8 +230,7 @@ class Digits final : public PreTokenizer {
       while (i < p.text.size()) {
         const size_t start = i;
         unicode::next_code_point(p.text, i, cp);
-        // Rust's char::is_numeric: the N categories; ASCII digits cover the common case.
-        if (cp >= '0' && cp <= '9') {
+        if (is_numeric(cp)) {
           if (prev < start) spans.push_back({prev, start, false});
           spans.push_back({start, i, true});
           prev = i;

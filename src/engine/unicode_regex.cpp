@@ -121,6 +121,7 @@ Result<UnicodeRegex> UnicodeRegex::compile(std::string_view pattern, bool litera
   UnicodeRegex re;
   re.code_ = std::move(owned);
   re.pattern_ = std::string(pattern);
+  re.literal_ = literal && !pattern.empty();
   return re;
 }
 
@@ -128,6 +129,13 @@ void UnicodeRegex::find_all(std::string_view text,
                             std::vector<std::pair<size_t, size_t>>& out) const {
   out.clear();
   if (text.empty()) return;
+  if (literal_) {
+    // Replace "▁" and friends: a substring search is much cheaper than a regex match.
+    for (size_t pos = text.find(pattern_); pos != std::string_view::npos; pos = text.find(pattern_, pos + pattern_.size())) {
+      out.emplace_back(pos, pos + pattern_.size());
+    }
+    return;
+  }
   std::unique_ptr<pcre2_match_data, MatchDataDeleter> md(
       pcre2_match_data_create_from_pattern(code_->code, nullptr));
   pcre2_match_context* ctx = thread_match_context();

@@ -28,6 +28,7 @@ class UnicodeRegex {
   struct Code;
   std::shared_ptr<const Code> code_;
   std::string pattern_;
+  bool literal_ = false;  // matched with a plain substring search
 };
 
 // Rewrites an Oniguruma/Rust pattern for PCRE2: `\s` there is the White_Space property, which

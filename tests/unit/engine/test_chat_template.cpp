@@ -4,7 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "engine/chat_template.h"
-#include "tokenizer_test_util.h"
+#include "test_tokenizer_util.h"
 
 using namespace pdctl::engine;
 using namespace tokenizer_test;

@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "engine/gguf.h"
-#include "tokenizer_test_util.h"
+#include "test_tokenizer_util.h"
 
 using namespace pdctl::engine;
 using pdctl::Result;
@@ -91,8 +91,7 @@ Result<Tokenizer> from_bytes(const std::vector<uint8_t>& bytes) {
 }
 
 // A tokenizer.json's vocabulary as GGUF "gpt2" metadata.
-std::vector<uint8_t> gguf_from_tokenizer_json(const std::string& name, const std::string& pre,
-                                              std::optional<bool> add_bos) {
+std::vector<uint8_t> gguf_from_tokenizer_json(const std::string& name, const std::string& pre) {
   const auto j = read_json(shared_path("tokenizers/" + name + "/tokenizer.json"));
   std::vector<std::string> tokens;
   std::vector<int32_t> types;
@@ -118,7 +117,7 @@ std::vector<uint8_t> gguf_from_tokenizer_json(const std::string& name, const std
   w.strings("tokenizer.ggml.tokens", tokens);
   w.i32s("tokenizer.ggml.token_type", types);
   w.strings("tokenizer.ggml.merges", merges);
-  if (add_bos) w.boolean("tokenizer.ggml.add_bos_token", *add_bos);
+  w.boolean("tokenizer.ggml.add_bos_token", false);
   return w.bytes();
 }
 
@@ -136,7 +135,7 @@ TEST_CASE("gguf tokenizer: gpt2 vocabularies of llama3 (llama-bpe) and qwen3 (qw
       continue;
     }
     CAPTURE(c.name);
-    const auto bytes = gguf_from_tokenizer_json(c.name, c.pre, false);
+    const auto bytes = gguf_from_tokenizer_json(c.name, c.pre);
     auto tok = from_bytes(bytes);
     REQUIRE_MESSAGE(tok.has_value(), tok.status().to_string());
     CHECK_FALSE(tok->adds_bos());
@@ -151,43 +150,40 @@ TEST_CASE("gguf tokenizer: gpt2 vocabularies of llama3 (llama-bpe) and qwen3 (qw
 }
 
 TEST_CASE("gguf tokenizer: llama-bpe adds BOS by default, and tokenizer.ggml.add_bos_token decides") {
-  if (!have("tokenizers/llama3/tokenizer.json")) {
-    MESSAGE("skipped: the llama3 tokenizer is absent");
-    return;
-  }
-  auto bytes = gguf_from_tokenizer_json("llama3", "llama-bpe", std::nullopt);
-  // Without BOS/EOS ids in the metadata there is nothing to add: give them.
-  auto tok = from_bytes(bytes);
-  REQUIRE(tok.has_value());
-  CHECK(tok->bos_id() == -1);
-  CHECK(tok->encode("Hello", true) == std::vector<int32_t>{9906});
-  // The ids are read from the metadata.
-  auto with_ids = [&](std::optional<bool> add_bos) {
-    auto b = gguf_from_tokenizer_json("llama3", "llama-bpe", add_bos);
-    // Patch in bos/eos ids by appending keys: rebuild the header count.
+  // A tiny byte-level vocabulary: "a", "b", "ab" and two control tokens.
+  auto build = [](std::optional<bool> add_bos, bool with_ids) {
     GgufWriter w;
-    w.u32("tokenizer.ggml.bos_token_id", 128000);
-    w.u32("tokenizer.ggml.eos_token_id", 128009);
-    w.u32("tokenizer.ggml.eot_token_id", 128009);
-    auto tail = w.bytes();
-    uint64_t n_kv = 0, more = 0;
-    std::memcpy(&n_kv, b.data() + 16, 8);
-    std::memcpy(&more, tail.data() + 16, 8);
-    n_kv += more;
-    std::memcpy(b.data() + 16, &n_kv, 8);
-    b.insert(b.end(), tail.begin() + 24, tail.end());
-    return b;
+    w.str("tokenizer.ggml.model", "gpt2");
+    w.str("tokenizer.ggml.pre", "llama-bpe");
+    w.strings("tokenizer.ggml.tokens", {"a", "b", "ab", "<|begin_of_text|>", "<|eot_id|>"});
+    w.i32s("tokenizer.ggml.token_type", {1, 1, 1, 3, 3});
+    w.strings("tokenizer.ggml.merges", {"a b"});
+    if (with_ids) {
+      w.u32("tokenizer.ggml.bos_token_id", 3);
+      w.u32("tokenizer.ggml.eos_token_id", 4);
+      w.u32("tokenizer.ggml.eot_token_id", 4);
+    }
+    if (add_bos) w.boolean("tokenizer.ggml.add_bos_token", *add_bos);
+    return w.bytes();
   };
-  const auto b1 = with_ids(std::nullopt);
+  const auto b0 = build(std::nullopt, false);
+  auto t0 = from_bytes(b0);
+  REQUIRE_MESSAGE(t0.has_value(), t0.status().to_string());
+  CHECK(t0->bos_id() == -1);  // no BOS id in the metadata: nothing to add
+  CHECK(t0->encode("ab", true) == std::vector<int32_t>{2});
+  const auto b1 = build(std::nullopt, true);
   auto t1 = from_bytes(b1);
   REQUIRE_MESSAGE(t1.has_value(), t1.status().to_string());
   CHECK(t1->adds_bos());
-  CHECK(t1->encode("Hello", true) == std::vector<int32_t>{128000, 9906});
-  CHECK(t1->eos_ids() == std::vector<int32_t>{128009});
-  const auto b2 = with_ids(false);
+  CHECK(t1->encode("ab", true) == std::vector<int32_t>{3, 2});
+  CHECK(t1->encode("<|begin_of_text|>ab<|eot_id|>", false) == std::vector<int32_t>{3, 2, 4});
+  CHECK(t1->eos_ids() == std::vector<int32_t>{4});
+  CHECK(t1->is_special(3));
+  const auto b2 = build(false, true);
   auto t2 = from_bytes(b2);
   REQUIRE(t2.has_value());
-  CHECK(t2->encode("Hello", true) == std::vector<int32_t>{9906});
+  CHECK_FALSE(t2->adds_bos());
+  CHECK(t2->encode("ab", true) == std::vector<int32_t>{2});
 }
 
 TEST_CASE("gguf tokenizer: llama (SentencePiece by score) merges the best-scoring pair first") {

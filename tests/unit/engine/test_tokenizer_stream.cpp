@@ -5,7 +5,7 @@
 #include <random>
 
 #include "engine/unicode_text.h"
-#include "tokenizer_test_util.h"
+#include "test_tokenizer_util.h"
 
 using namespace pdctl::engine;
 using namespace tokenizer_test;

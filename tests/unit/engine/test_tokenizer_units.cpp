@@ -7,7 +7,7 @@
 
 #include "engine/unicode_regex.h"
 #include "engine/unicode_text.h"
-#include "tokenizer_test_util.h"
+#include "test_tokenizer_util.h"
 
 using namespace pdctl::engine;
 using namespace tokenizer_test;
@@ -284,4 +284,21 @@ TEST_CASE("tokenizer: encode and decode from several threads give the same answe
   }
   for (auto& th : threads) th.join();
   CHECK(mismatches.load() == 0);
+}
+
+TEST_CASE("pre-tokenizers: Digits splits digits off (one by one when individual), merges apply per word") {
+  for (bool individual : {true, false}) {
+    const std::string json = std::string(R"({
+      "pre_tokenizer": {"type": "Digits", "individual_digits": )") +
+                             (individual ? "true" : "false") + R"(},
+      "model": {"type": "BPE", "vocab": {"a": 0, "1": 1, "2": 2, "12": 3, "a1": 4}, "merges": [["1", "2"], ["a", "1"]]},
+      "decoder": {"type": "Fuse"}})";
+    TempTokenizer t(json);
+    auto tok = t.load();
+    REQUIRE_MESSAGE(tok.has_value(), tok.status().to_string());
+    CAPTURE(individual);
+    // "a" and the digits are separate words, so "a1" never merges.
+    CHECK(tok->encode("a12", false) == (individual ? std::vector<int32_t>{0, 1, 2} : std::vector<int32_t>{0, 3}));
+    CHECK(tok->decode(tok->encode("a12", false), false) == "a12");
+  }
 }

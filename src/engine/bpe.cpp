@@ -14,6 +14,11 @@ Result<Vocabulary> Vocabulary::build(std::vector<std::pair<std::string, int32_t>
     if (id < 0) return Status::corrupt("token '" + s + "' has a negative id");
     max_id = std::max(max_id, id);
   }
+  // Ids index a table: a file with a few tokens at huge ids is refused rather than allocated.
+  if (static_cast<size_t>(max_id) > 2 * entries.size() + (1u << 20)) {
+    return Status::corrupt("token id " + std::to_string(max_id) + " is far beyond the " +
+                           std::to_string(entries.size()) + " tokens of the vocabulary");
+  }
   v.tokens_.resize(static_cast<size_t>(max_id + 1));
   v.present_.assign(static_cast<size_t>(max_id + 1), false);
   v.map_.reserve(entries.size());

@@ -323,6 +323,10 @@ std::optional<JsonView> JsonView::at(size_t index) const {
 
 bool JsonView::get_string(std::string& out) const {
   out.clear();
+  return append_string(out);
+}
+
+bool JsonView::append_string(std::string& out) const {
   if (!is_string()) return false;
   unescape(raw_.substr(1, raw_.size() - 2), out);
   return true;

@@ -36,6 +36,8 @@ class JsonView {
   bool is_nonempty_string() const { return is_string() && raw_.size() > 2; }
   // The decoded string (UTF-8), replacing `out`'s contents; false if not a string.
   bool get_string(std::string& out) const;
+  // The decoded string appended to `out`; false if not a string.
+  bool append_string(std::string& out) const;
   // Byte length of the decoded string; 0 if not a string.
   size_t string_size() const;
   // The number as an integer (integral values like 12.0 included); nullopt otherwise.

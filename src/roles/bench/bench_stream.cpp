@@ -68,9 +68,7 @@ void set_text(RequestRecord& rec, const JsonView& text, bool cumulative) {
   if (cumulative) {
     text.get_string(rec.generated_text);  // reuses the buffer's capacity
   } else {
-    thread_local std::string piece;
-    text.get_string(piece);
-    rec.generated_text += piece;
+    text.append_string(rec.generated_text);
   }
   rec.generated_bytes = rec.generated_text.size();
 }

@@ -152,14 +152,15 @@ class Validator {
 // The end of the valid value starting at p (validation already done).
 const char* skip_string(const char* p, const char* end) {
   ++p;
-  while (p != end) {
-    if (*p == '\\') {
-      p += 2;
-    } else if (*p == '"') {
-      return p + 1;
-    } else {
-      ++p;
-    }
+  // memchr to the next quote; it closes the string unless an odd run of backslashes
+  // escapes it.
+  while (p < end) {
+    const auto* q = static_cast<const char*>(std::memchr(p, '"', static_cast<size_t>(end - p)));
+    if (!q) return end;
+    const char* b = q;
+    while (b > p && b[-1] == '\\') --b;
+    if ((q - b) % 2 == 0) return q + 1;
+    p = q + 1;
   }
   return end;
 }
@@ -282,30 +283,34 @@ JsonView JsonView::of(std::string_view raw) {
 }
 
 std::optional<JsonView> JsonView::get(std::string_view key) const {
-  if (!is_object()) return std::nullopt;
+  std::optional<JsonView> found;
+  get_all(std::span<const std::string_view>(&key, 1), &found);
+  return found;
+}
+
+void JsonView::get_all(std::span<const std::string_view> keys, std::optional<JsonView>* out) const {
+  for (size_t k = 0; k < keys.size(); ++k) out[k].reset();
+  if (!is_object()) return;
   const char* end = raw_.data() + raw_.size();
   const char* p = skip_ws(raw_.data() + 1, end);
-  std::optional<JsonView> found;
   std::string decoded;
   while (p != end && *p == '"') {
     const char* key_end = skip_string(p, end);
     std::string_view raw_key(p + 1, static_cast<size_t>(key_end - p - 2));
-    bool match;
-    if (raw_key.find('\\') == std::string_view::npos) {
-      match = raw_key == key;
-    } else {
+    if (raw_key.find('\\') != std::string_view::npos) {
       decoded.clear();
       unescape(raw_key, decoded);
-      match = decoded == key;
+      raw_key = decoded;
     }
     p = skip_ws(key_end, end) + 1;  // past ':'
     p = skip_ws(p, end);
     const char* value_end = skip_value(p, end);
-    if (match) found = of(std::string_view(p, static_cast<size_t>(value_end - p)));
+    for (size_t k = 0; k < keys.size(); ++k) {
+      if (raw_key == keys[k]) out[k] = of(std::string_view(p, static_cast<size_t>(value_end - p)));
+    }
     p = skip_ws(value_end, end);
     if (p != end && *p == ',') p = skip_ws(p + 1, end);
   }
-  return found;
 }
 
 std::optional<JsonView> JsonView::at(size_t index) const {

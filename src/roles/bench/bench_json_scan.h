@@ -5,6 +5,7 @@
 // allocations) per token.
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,9 @@ class JsonView {
   // The member `key` of an object (the last one if repeated, as Python's json does);
   // nullopt if this is not an object or has no such key.
   std::optional<JsonView> get(std::string_view key) const;
+  // Several members in one walk over the object: out[i] receives keys[i]'s value (the
+  // last if repeated) or nullopt. For the hot path, where get() per key would rescan.
+  void get_all(std::span<const std::string_view> keys, std::optional<JsonView>* out) const;
   // Element `index` of an array; nullopt if not an array or too short.
   std::optional<JsonView> at(size_t index) const;
 

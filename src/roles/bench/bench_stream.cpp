@@ -1,5 +1,6 @@
 #include "roles/bench/bench_stream.h"
 
+#include <iterator>
 #include <string>
 
 #include "roles/bench/bench_json_scan.h"
@@ -21,12 +22,25 @@ void fail(RequestRecord& rec, std::string error) {
   rec.error = std::move(error);
 }
 
+// The top-level members any backend reads, found in one walk over the chunk.
+struct Top {
+  std::optional<JsonView> error, object, message, text, meta_info, choices, usage;
+};
+
+Top read_top(const JsonView& doc) {
+  static constexpr std::string_view kKeys[] = {"error", "object", "message", "text",
+                                               "meta_info", "choices", "usage"};
+  std::optional<JsonView> v[std::size(kKeys)];
+  doc.get_all(kKeys, v);
+  return {v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+}
+
 // An error object instead of output: {"error": {...}} (OpenAI, sglang) or
 // {"object": "error", "message": ...} (vLLM-style). sglang.bench_serving would take such a
 // chunk for an empty one and count the request a success; here it fails the request.
-bool take_error(const JsonView& doc, RequestRecord& rec) {
+bool take_error(const JsonView& doc, const Top& top, RequestRecord& rec) {
   std::string message;
-  if (auto e = doc.get("error"); e && e->kind() != JsonKind::kNull) {
+  if (const auto& e = top.error; e && e->kind() != JsonKind::kNull) {
     if (e->is_string()) {
       e->get_string(message);
     } else if (auto m = e->get("message"); m && m->is_string()) {
@@ -34,8 +48,8 @@ bool take_error(const JsonView& doc, RequestRecord& rec) {
     } else {
       message = std::string(e->raw());
     }
-  } else if (auto o = doc.get("object"); o && o->raw() == "\"error\"") {
-    if (auto m = doc.get("message"); m && m->is_string()) m->get_string(message);
+  } else if (top.object && top.object->raw() == "\"error\"") {
+    if (top.message && top.message->is_string()) top.message->get_string(message);
   } else {
     return false;
   }
@@ -53,10 +67,15 @@ std::optional<int> completion_tokens(const JsonView& holder) {
 }
 
 // usage.completion_tokens where present and not null ((data.get("usage") or {}) in sglang).
-void take_usage(const JsonView& doc, RequestRecord& rec) {
-  if (auto usage = doc.get("usage")) {
-    if (auto n = completion_tokens(*usage)) rec.reported_output_len = *n;
+void take_usage(const Top& top, RequestRecord& rec) {
+  if (top.usage) {
+    if (auto n = completion_tokens(*top.usage)) rec.reported_output_len = *n;
   }
+}
+
+// choices[0], or nullopt.
+std::optional<JsonView> first_choice(const Top& top) {
+  return top.choices ? top.choices->at(0) : std::nullopt;
 }
 
 void set_text(RequestRecord& rec, const JsonView& text, bool cumulative) {
@@ -88,11 +107,10 @@ void on_token_chunk(RequestRecord& rec, double now_s, ChunkInfo& info) {
 
 // /generate streams the whole text so far and meta_info.completion_tokens. A chunk that
 // brings n new tokens after the first adds n ITLs of gap / n, as sglang does.
-void sglang_chunk(const JsonView& doc, double now_s, RequestRecord& rec, ChunkInfo& info) {
-  auto text = doc.get("text");
+void sglang_chunk(const Top& top, double now_s, RequestRecord& rec, ChunkInfo& info) {
+  const auto& text = top.text;
   if (!text || !text->is_nonempty_string()) return;
-  auto meta = doc.get("meta_info");
-  std::optional<int> n = meta ? completion_tokens(*meta) : std::nullopt;
+  std::optional<int> n = top.meta_info ? completion_tokens(*top.meta_info) : std::nullopt;
   if (!n) {
     fail(rec, "a /generate chunk with text has no meta_info.completion_tokens");
     info.failed = true;
@@ -121,10 +139,9 @@ void sglang_chunk(const JsonView& doc, double now_s, RequestRecord& rec, ChunkIn
 
 // /v1/completions: choices[0].text. A usage-only chunk (stream_options.include_usage sends
 // one with "choices": []) carries no token; sglang would index choices[0] and fail.
-void completions_chunk(const JsonView& doc, double now_s, RequestRecord& rec, ChunkInfo& info) {
-  take_usage(doc, rec);
-  auto choices = doc.get("choices");
-  auto first = choices ? choices->at(0) : std::nullopt;
+void completions_chunk(const Top& top, double now_s, RequestRecord& rec, ChunkInfo& info) {
+  take_usage(top, rec);
+  auto first = first_choice(top);
   auto text = first ? first->get("text") : std::nullopt;
   if (!text || !text->is_nonempty_string()) return;
   on_token_chunk(rec, now_s, info);
@@ -132,10 +149,9 @@ void completions_chunk(const JsonView& doc, double now_s, RequestRecord& rec, Ch
 }
 
 // /v1/chat/completions: choices[0].delta.content.
-void chat_chunk(const JsonView& doc, double now_s, RequestRecord& rec, ChunkInfo& info) {
-  take_usage(doc, rec);
-  auto choices = doc.get("choices");
-  auto first = choices ? choices->at(0) : std::nullopt;
+void chat_chunk(const Top& top, double now_s, RequestRecord& rec, ChunkInfo& info) {
+  take_usage(top, rec);
+  auto first = first_choice(top);
   auto delta = first ? first->get("delta") : std::nullopt;
   auto content = delta ? delta->get("content") : std::nullopt;
   if (!content || !content->is_nonempty_string()) return;
@@ -169,14 +185,15 @@ ChunkInfo on_stream_payload(Backend backend, std::string_view payload, double no
     info.failed = true;
     return info;
   }
-  if (take_error(*doc, rec)) {
+  const Top top = read_top(*doc);
+  if (take_error(*doc, top, rec)) {
     info.failed = true;
     return info;
   }
   switch (backend) {
-    case Backend::kSglang: sglang_chunk(*doc, now_s, rec, info); break;
-    case Backend::kOpenAI: completions_chunk(*doc, now_s, rec, info); break;
-    case Backend::kOpenAIChat: chat_chunk(*doc, now_s, rec, info); break;
+    case Backend::kSglang: sglang_chunk(top, now_s, rec, info); break;
+    case Backend::kOpenAI: completions_chunk(top, now_s, rec, info); break;
+    case Backend::kOpenAIChat: chat_chunk(top, now_s, rec, info); break;
   }
   return info;
 }
@@ -202,18 +219,17 @@ void on_full_response(Backend backend, std::string_view body, double now_s, Requ
                   (doc ? std::string("not a JSON object") : doc.status().message()));
     return;
   }
-  if (take_error(*doc, rec)) return;
+  const Top top = read_top(*doc);
+  if (take_error(*doc, top, rec)) return;
   std::optional<JsonView> text;
   if (backend == Backend::kSglang) {
-    text = doc->get("text");
-    if (text && text->is_nonempty_string()) {
-      auto meta = doc->get("meta_info");
-      if (auto n = meta ? completion_tokens(*meta) : std::nullopt) rec.reported_output_len = *n;
+    text = top.text;
+    if (text && text->is_nonempty_string() && top.meta_info) {
+      if (auto n = completion_tokens(*top.meta_info)) rec.reported_output_len = *n;
     }
   } else {
-    take_usage(*doc, rec);
-    auto choices = doc->get("choices");
-    auto first = choices ? choices->at(0) : std::nullopt;
+    take_usage(top, rec);
+    auto first = first_choice(top);
     if (backend == Backend::kOpenAI) {
       text = first ? first->get("text") : std::nullopt;
     } else {

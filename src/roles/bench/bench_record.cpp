@@ -1,5 +1,6 @@
 #include "roles/bench/bench_record.h"
 
+#include <chrono>
 #include <string>
 
 namespace pdctl::roles {
@@ -19,6 +20,10 @@ std::string_view backend_name(Backend backend) {
     case Backend::kOpenAIChat: return "openai-chat";
   }
   return "?";
+}
+
+double monotonic_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 void RequestRecord::begin(int prompt_tokens, int max_new_tokens, double start, bool keep) {

@@ -23,6 +23,9 @@ enum class Backend {
 Result<Backend> parse_backend(std::string_view name);  // "sglang" | "openai" | "openai-chat"
 std::string_view backend_name(Backend backend);
 
+// Seconds on the monotonic clock (steady_clock), for drivers without one of their own.
+double monotonic_seconds();
+
 struct RequestRecord {
   // Set by begin(), before the request is sent.
   int prompt_len = 0;            // prompt tokens, from the dataset row

@@ -167,7 +167,7 @@ ChunkInfo on_stream_payload(Backend backend, std::string_view payload, double no
   if (rec.finished) return info;
   payload = trim(payload);
   if (payload.substr(0, 5) == "data:") payload = trim(payload.substr(5));
-  if (payload.empty()) return info;
+  if (payload.empty() || payload.front() == ':') return info;
   rec.got_line = true;
   rec.latency_s = now_s - rec.start_s;  // every line moves the end, [DONE] included
   if (payload == "[DONE]") {
@@ -254,5 +254,15 @@ void fail_http(RequestRecord& rec, int status, std::string_view reason, std::str
 }
 
 void fail_request(RequestRecord& rec, std::string_view error) { fail(rec, std::string(error)); }
+
+Status warmup_status(std::span<const RequestRecord> warmup) {
+  if (warmup.empty()) return Status::ok();
+  for (const auto& r : warmup) {
+    if (r.success) return Status::ok();
+  }
+  return Status::unavailable(
+      "Warmup failed - Please make sure benchmark arguments are correctly specified. Error: " +
+      warmup.front().error);
+}
 
 }  // namespace pdctl::roles

@@ -3,6 +3,7 @@
 // async_request_sglang_generate / async_request_openai_completions /
 // async_request_openai_chat_completions do. Pure functions of (text, time): the driver
 // calls them from its HTTP callbacks with the monotonic time it got each piece.
+#include <span>
 #include <string_view>
 
 #include "roles/bench/bench_record.h"
@@ -19,8 +20,9 @@ struct ChunkInfo {
 };
 
 // One SSE `data:` payload (with or without its "data:" prefix; surrounding whitespace is
-// ignored) received at `now_s`. Empty payloads are skipped as sglang skips empty lines.
-// After a failure the record ignores further payloads.
+// ignored) received at `now_s`. Empty payloads are skipped as sglang skips empty lines, and
+// so are SSE comments (": keep-alive"). After a failure the record ignores further
+// payloads.
 ChunkInfo on_stream_payload(Backend backend, std::string_view payload, double now_s,
                             RequestRecord& rec);
 
@@ -36,5 +38,9 @@ void fail_http(RequestRecord& rec, int status, std::string_view reason, std::str
 
 // The request failed without an answer (connect error, reset, timeout).
 void fail_request(RequestRecord& rec, std::string_view error);
+
+// After the warmup requests (the first row, min(output_len, 32) tokens, all at once): an
+// error with the first one's message when none succeeded, as sglang stops there.
+Status warmup_status(std::span<const RequestRecord> warmup);
 
 }  // namespace pdctl::roles

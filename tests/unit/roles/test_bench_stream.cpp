@@ -243,3 +243,34 @@ TEST_CASE("begin() clears a reused record") {
   CHECK_FALSE(r.got_token);
   CHECK(r.requested_output_len == 2);
 }
+
+TEST_CASE("SSE comments are not chunks") {
+  RequestRecord r = started();
+  ChunkInfo info = on_stream_payload(Backend::kOpenAI, ": keep-alive", 100.5, r);
+  CHECK_FALSE(info.failed);
+  CHECK_FALSE(r.got_line);
+}
+
+TEST_CASE("warmup fails only when every warmup request failed") {
+  std::vector<RequestRecord> w(2);
+  w[0].begin(1, 1, 0);
+  w[1].begin(1, 1, 0);
+  fail_request(w[0], "connection refused");
+  fail_request(w[1], "connection refused");
+  pdctl::Status st = warmup_status(w);
+  CHECK_FALSE(st.is_ok());
+  CHECK(st.message() ==
+        "Warmup failed - Please make sure benchmark arguments are correctly specified. Error: "
+        "connection refused");
+  w[1].begin(1, 1, 0);
+  on_stream_payload(Backend::kOpenAI, R"({"choices":[{"text":"x"}]})", 0.5, w[1]);
+  finish_stream(w[1]);
+  CHECK(warmup_status(w).is_ok());
+  CHECK(warmup_status({}).is_ok());
+}
+
+TEST_CASE("the monotonic clock does not go back") {
+  double a = monotonic_seconds();
+  double b = monotonic_seconds();
+  CHECK(b >= a);
+}

@@ -39,7 +39,20 @@ void add_bench_flags(OptionRegistry& reg, BenchOptions& o) {
       ->check(CLI::Range(1, 1 << 24))->group(d);
   reg.add("--gsp-output-len", o.gsp_output_len, "generated-shared-prefix: output tokens")
       ->check(CLI::Range(1, 1 << 24))->group(d);
+  reg.add("--gsp-range-ratio", o.gsp_range_ratio,
+          "generated-shared-prefix: lengths uniform in [L*ratio, L]")
+      ->check(CLI::Range(0.0, 1.0))->group(d);
+  reg.add("--sharegpt-output-len", o.sharegpt_output_len,
+          "sharegpt: output tokens for every request (instead of the reply's length)")
+      ->check(CLI::Range(4, 1 << 24))->group(d);
+  reg.add("--sharegpt-context-len", o.sharegpt_context_len,
+          "sharegpt: drop pairs with more prompt + output tokens than this")
+      ->check(CLI::Range(1, 1 << 30))->group(d);
+  reg.add_flag("--tokenize-prompt", o.tokenize_prompt,
+               "random: send token ids instead of text (sglang and openai backends)")->group(d);
   reg.add_flag("--disable-ignore-eos", o.disable_ignore_eos, "Let requests stop at EOS")->group(d);
+  reg.add("--extra-request-body", o.extra_request_body,
+          "JSON object merged into every request body")->group(d);
 
   const char* a = "Arrivals (online)";
   reg.add("--request-rate", o.request_rate_text, "Requests per second (Poisson), or inf")->group(a);
@@ -52,6 +65,7 @@ void add_bench_flags(OptionRegistry& reg, BenchOptions& o) {
 
   const char* out = "Output";
   reg.add("--output-file", o.output_file, "Append one JSON line of results here")->group(out);
+  reg.add("--tag", o.tag, "A label copied into the JSON line")->group(out);
   reg.add_flag("--output-details", o.output_details, "Add per-request arrays to the JSON line")->group(out);
   reg.add_flag("--disable-stream", o.disable_stream, "Non-streaming requests")->group(out);
   reg.add_flag("--disable-tqdm", o.disable_tqdm, "No progress bar")->group(out);

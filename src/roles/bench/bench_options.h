@@ -36,7 +36,12 @@ struct BenchOptions {
   int gsp_system_prompt_len = 2048;
   int gsp_question_len = 128;
   int gsp_output_len = 256;
+  double gsp_range_ratio = 1.0;                 // lengths uniform in [L*ratio, L] (1.0: fixed)
+  std::optional<int> sharegpt_output_len;       // overrides ShareGPT's completion length
+  std::optional<int> sharegpt_context_len;      // drops ShareGPT pairs longer than this
+  bool tokenize_prompt = false;                 // random: send token ids instead of text
   bool disable_ignore_eos = false;
+  std::string extra_request_body;               // JSON object merged into every request body
 
   // Online: arrivals
   double request_rate = -1;                     // requests/s (Poisson); -1 or inf: all at once
@@ -48,6 +53,7 @@ struct BenchOptions {
 
   // Output
   std::string output_file;
+  std::string tag;                              // copied into the JSONL record
   bool output_details = false;
   bool disable_stream = false;
   bool disable_tqdm = false;

@@ -158,11 +158,11 @@ size_t exchange_queued(const Exchange& ex) {
 }
 
 WriteResult exchange_write(Exchange& ex, std::string_view bytes) {
+  if (ex.finished || ex.conn == nullptr) return WriteResult::kClosed;
   if (!ex.started) {
     spdlog::warn("http: write before begin_stream");
     return WriteResult::kClosed;
   }
-  if (ex.finished || ex.conn == nullptr) return WriteResult::kClosed;
   const ServerOptions& o = ex.conn->core->options();
   size_t queued = exchange_queued(ex);
   if (!bytes.empty() && !ex.no_body) {

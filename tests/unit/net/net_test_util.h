@@ -264,3 +264,104 @@ inline std::string post_request(std::string_view path, std::string_view body, st
 }
 
 }  // namespace nettest
+
+namespace nettest {
+
+// A scripted TCP server with blocking sockets, for upstreams that misbehave on purpose.
+class RawServer {
+ public:
+  RawServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    REQUIRE(::listen(fd_, 16) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~RawServer() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  uint16_t port() const { return port_; }
+
+  // A connected socket, or -1 when none arrives in time.
+  int accept(std::chrono::milliseconds timeout = kDeadline) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return -1;
+    return ::accept(fd_, nullptr, nullptr);
+  }
+
+  // Reads one request (head and Content-Length body) from `fd`; "" on EOF or timeout.
+  static std::string read_request(int fd, std::string& buf, std::chrono::milliseconds timeout = kDeadline) {
+    auto end = Clock::now() + timeout;
+    auto fill = [&]() {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now());
+      pollfd p{fd, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) != 1) return false;
+      char tmp[65536];
+      ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+      if (n <= 0) return false;
+      buf.append(tmp, static_cast<size_t>(n));
+      return true;
+    };
+    size_t he;
+    while ((he = buf.find("\r\n\r\n")) == std::string::npos) {
+      if (!fill()) return "";
+    }
+    size_t body = 0;
+    std::string head = buf.substr(0, he);
+    for (const char* name : {"Content-Length: ", "content-length: "}) {
+      size_t pos = head.find(name);
+      if (pos != std::string::npos) body = std::stoul(head.substr(pos + std::strlen(name)));
+    }
+    while (buf.size() < he + 4 + body) {
+      if (!fill()) return "";
+    }
+    std::string req = buf.substr(0, he + 4 + body);
+    buf.erase(0, he + 4 + body);
+    return req;
+  }
+
+  static void send_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return;
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
+// A port with nothing listening on it (bound then closed).
+inline uint16_t closed_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Polls `pred` (cheap, side-effect free) until it holds or the deadline passes: for
+// states that have no event to wait on (a pool noticing a close).
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = kDeadline) {
+  auto end = Clock::now() + timeout;
+  while (Clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return pred();
+}
+
+}  // namespace nettest

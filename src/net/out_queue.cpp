@@ -87,12 +87,14 @@ int OutQueue::write_owned(std::string_view head, std::string&& body) {
 int OutQueue::start_write() {
   if (in_flight_ || pending_.empty()) return 0;
   size_t n = std::min(pending_.size(), kMaxBufsPerWrite);
-  bufs_.clear();
-  flight_bytes_ = 0;
   for (size_t i = 0; i < n; ++i) {
     flight_.push_back(std::move(pending_.front()));
     pending_.pop_front();
-    Chunk& c = flight_.back();
+  }
+  // Pointers are taken only now: moving a short string (SSO) moves its bytes.
+  bufs_.clear();
+  flight_bytes_ = 0;
+  for (Chunk& c : flight_) {
     size_t len = c.data.size() - c.off;
     bufs_.push_back(uv_buf_init(c.data.data() + c.off, static_cast<unsigned>(len)));
     flight_bytes_ += len;

@@ -39,13 +39,17 @@ TEST_CASE("event loop: posts from several threads run in per-thread order, none 
 TEST_CASE("event loop: posts from one thread keep their order with the loop's own posts") {
   LoopThread lt;
   std::vector<int> seen;
+  // Hold the loop until every post is queued, so that "after 11..999" is well defined.
+  Event all_posted;
+  REQUIRE(lt.loop().post([&] { REQUIRE(all_posted.wait()); }));
   for (int i = 0; i < 1000; ++i) {
     REQUIRE(lt.loop().post([&, i] {
       seen.push_back(i);
       if (i == 10) lt.loop().post([&] { seen.push_back(-1); });  // queued behind 11..999
     }));
   }
-  lt.call([] {});
+  all_posted.set();
+  lt.call([] {});  // runs after 0..999; the -1 posted meanwhile is queued behind it
   auto seen_copy = lt.call([&] { return seen; });
   REQUIRE(seen_copy.size() == 1001);
   for (int i = 0; i < 1000; ++i) CHECK(seen_copy[i] == i);

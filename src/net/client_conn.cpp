@@ -272,8 +272,15 @@ int on_headers_complete(llhttp_t* p) {
   call->head.status = status;
   c->last_read = now_of(c);
   set_wait(c, ClientConn::Wait::kBody, or_default(call->req.idle_read_timeout, opts(c).idle_read_timeout));
-  if (call->handlers.on_head) call->handlers.on_head(call->head);
-  if (call->state == Call::State::kDone || c->state == ClientConn::State::kClosing) return HPE_USER;
+  if (call->handlers.on_head) {
+    call->in_callback = true;
+    call->handlers.on_head(call->head);
+    call->in_callback = false;
+  }
+  if (call->state == Call::State::kDone || c->state == ClientConn::State::kClosing) {
+    call->handlers = ResponseHandlers{};  // cancelled from the callback: released now
+    return HPE_USER;
+  }
   return call->req.method == "HEAD" ? 1 : 0;
 }
 
@@ -286,8 +293,15 @@ int on_body(llhttp_t* p, const char* at, size_t len) {
                                                 std::to_string(call->req.max_body_bytes) + " bytes");
     return HPE_USER;
   }
-  if (call->handlers.on_body) call->handlers.on_body(std::string_view(at, len));
-  if (call->state == Call::State::kDone || c->state == ClientConn::State::kClosing) return HPE_USER;
+  if (call->handlers.on_body) {
+    call->in_callback = true;
+    call->handlers.on_body(std::string_view(at, len));
+    call->in_callback = false;
+  }
+  if (call->state == Call::State::kDone || c->state == ClientConn::State::kClosing) {
+    call->handlers = ResponseHandlers{};
+    return HPE_USER;
+  }
   return 0;
 }
 

@@ -36,6 +36,7 @@ struct Call {
   bool retried = false;
   bool got_bytes = false;    // a byte of the response arrived
   bool body_paused = false;
+  bool in_callback = false;  // on_head / on_body is running
   uint64_t body_bytes = 0;
   ResponseHead head;
 };

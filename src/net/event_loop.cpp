@@ -1,6 +1,7 @@
 #include "net/event_loop.h"
 
 #include <atomic>
+#include <csignal>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -26,6 +27,8 @@ struct EventLoop::Impl {
   std::atomic<bool> stopping{false};
   std::atomic<std::thread::id> thread{std::this_thread::get_id()};
   bool stopped = false;               // loop thread: do_stop() ran
+  bool closed = false;                // close() ran
+  Status close_status;
   LoopResource* resources = nullptr;  // loop thread: live resources (intrusive list)
 
   void link(LoopResource* r) {
@@ -105,6 +108,10 @@ struct EventLoop::Impl {
 };
 
 EventLoop::EventLoop() : impl_(std::make_unique<Impl>()) {
+  // libuv writes to sockets with write()/writev(): a peer that reset the connection would
+  // kill the process with SIGPIPE. Errors come back as EPIPE instead.
+  static std::once_flag sigpipe_once;
+  std::call_once(sigpipe_once, [] { std::signal(SIGPIPE, SIG_IGN); });
   int rc = uv_loop_init(&impl_->loop);
   if (rc != 0) throw std::runtime_error(std::string("uv_loop_init: ") + uv_strerror(rc));
   rc = uv_async_init(&impl_->loop, &impl_->async, &Impl::on_async);
@@ -116,6 +123,13 @@ EventLoop::EventLoop() : impl_(std::make_unique<Impl>()) {
 }
 
 EventLoop::~EventLoop() {
+  Status st = close();
+  if (!st.is_ok()) spdlog::error("event loop: {}", st.to_string());
+}
+
+Status EventLoop::close() {
+  if (impl_->closed) return impl_->close_status;
+  impl_->closed = true;
   impl_->thread.store(std::this_thread::get_id());
   if (!impl_->stopped) {
     impl_->do_stop();
@@ -123,16 +137,25 @@ EventLoop::~EventLoop() {
   }
   int rc = uv_loop_close(&impl_->loop);
   if (rc == UV_EBUSY) {
+    // Something made a handle after the stop walked the loop: close it too, but report it.
+    int open = 0;
     uv_walk(
         &impl_->loop,
-        [](uv_handle_t* h, void*) {
-          if (!uv_is_closing(h)) uv_close(h, nullptr);
+        [](uv_handle_t* h, void* arg) {
+          if (!uv_is_closing(h)) {
+            ++*static_cast<int*>(arg);
+            uv_close(h, nullptr);
+          }
         },
-        nullptr);
+        &open);
     uv_run(&impl_->loop, UV_RUN_DEFAULT);
     rc = uv_loop_close(&impl_->loop);
+    if (rc == 0) {
+      impl_->close_status = Status::internal(std::to_string(open) + " handle(s) were still open after the stop");
+    }
   }
-  if (rc != 0) spdlog::error("event loop: uv_loop_close: {}", uv_strerror(rc));
+  if (rc != 0) impl_->close_status = Status::internal(std::string("uv_loop_close: ") + uv_strerror(rc));
+  return impl_->close_status;
 }
 
 uv_loop_s* EventLoop::uv() const { return &impl_->loop; }

@@ -7,6 +7,8 @@
 #include <initializer_list>
 #include <memory>
 
+#include "common/status.h"
+
 struct uv_loop_s;
 
 namespace pdctl::net {
@@ -39,10 +41,11 @@ class LoopResource {
 
 class EventLoop {
  public:
-  // Throws std::runtime_error when libuv cannot create a loop (start-up only).
+  // Throws std::runtime_error when libuv cannot create a loop (start-up only). The first
+  // one sets SIGPIPE to be ignored, process-wide (socket errors come back as EPIPE).
   EventLoop();
-  // Stops the loop if run() did not, then closes it. Call it on the thread that ran the
-  // loop, after run() returned (or when it never ran).
+  // close() if not done yet (an error is logged). Call it on the thread that ran the loop,
+  // after run() returned (or when it never ran).
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
@@ -55,6 +58,11 @@ class EventLoop {
   // Any thread, idempotent. Runs the posts accepted so far, then stops every LoopResource
   // (servers, clients, timers), closes the remaining handles and lets run() return.
   void stop();
+
+  // After run() returned (or when it never ran): stops what is left, runs the close
+  // callbacks and closes the libuv loop. kInternal if a handle is still open (a bug:
+  // uv_loop_close said EBUSY). Later calls return the first result.
+  Status close();
 
   // Any thread. Queues `fn` to run on the loop thread, after every earlier post (FIFO,
   // across threads in the order post() took its lock). Returns true when `fn` will run

@@ -237,6 +237,9 @@ void RequestHandle::cancel() {
   }
   call_->pool = nullptr;
   call_->conn = nullptr;
+  // Callbacks may capture this very handle; release them unless one is running (then the
+  // connection code releases them when it returns).
+  if (!call_->in_callback) call_->handlers = ResponseHandlers{};
 }
 
 void RequestHandle::pause_body() {

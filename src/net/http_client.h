@@ -88,8 +88,9 @@ class RequestHandle {
  public:
   RequestHandle() = default;
 
-  // No callback runs after it. A queued request leaves the queue; one in progress closes
-  // its upstream connection (so the upstream sees the client go away).
+  // No callback runs after it (they are released, so they may capture the handle). A
+  // queued request leaves the queue; one in progress closes its upstream connection (so
+  // the upstream sees the client go away).
   void cancel();
   // Backpressure toward the upstream: stop / resume reading the response body. While
   // paused, the idle-read timeout does not run.

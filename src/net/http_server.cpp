@@ -117,6 +117,13 @@ void emit_owned(Exchange& ex, std::string_view head, std::string&& body) {
   ex.held.append(body);
 }
 
+// A finished response calls nothing back: dropping the callbacks now also breaks the cycle
+// of a callback that captures its own Response. (A running on_writable is a copy.)
+void release_callbacks(Exchange& ex) {
+  ex.on_close = nullptr;
+  ex.on_writable = nullptr;
+}
+
 bool usable(const Exchange& ex, const char* what) {
   if (ex.started || ex.finished) {
     spdlog::warn("http: {} on a response already {}", what, ex.finished ? "finished" : "begun");
@@ -136,6 +143,7 @@ void exchange_send(Exchange& ex, int status, std::string body, const Headers& he
       build_head(ex, status, headers, bodyless ? Framing::kNone : Framing::kLength, body.size(), !bodyless);
   if (ex.no_body) body.clear();  // HEAD: the length of the body it would have had
   emit_owned(ex, head, std::move(body));
+  release_callbacks(ex);
   if (ex.conn != nullptr) conn::exchange_finished(ex.conn);
 }
 
@@ -196,6 +204,7 @@ void exchange_end(Exchange& ex) {
   if (!ex.started || ex.finished) return;
   ex.finished = true;
   if (ex.chunked && !ex.no_body) emit(ex, "0\r\n\r\n");
+  release_callbacks(ex);
   if (ex.conn != nullptr) conn::exchange_finished(ex.conn);
 }
 

@@ -101,6 +101,8 @@ class Response {
 
   // `cb` runs once if the connection goes away before the response is finished (client
   // disconnect, reset, timeout, server shutdown deadline): abort the work upstream.
+  // Both callbacks are dropped once the response is finished or the connection is gone,
+  // so they may capture the Response itself.
   void on_close(std::function<void()> cb);
 
   bool closed() const;    // the connection is gone: further writes are dropped

@@ -111,7 +111,8 @@ TEST_CASE("event loop: stop closes every handle, including ones made outside src
   runner.join();
   CHECK_FALSE(t.active());
   CHECK_FALSE(t.start(std::chrono::milliseconds(1), [] {}));  // inert after the stop
-}  // ~EventLoop: uv_loop_close must succeed (it logs an error otherwise; ASan checks the rest)
+  CHECK(loop.close().is_ok());
+}
 
 TEST_CASE("event loop: one-shot, repeating and cancelled timers") {
   LoopThread lt;
@@ -170,4 +171,16 @@ TEST_CASE("event loop: SIGTERM reaches a SignalWatcher on the loop thread") {
   CHECK(got.wait());
   CHECK(which.load() == SIGTERM);
   lt.call([&] { w.reset(); });
+}
+
+TEST_CASE("event loop: close() reports a handle made after the stop") {
+  EventLoop loop;
+  std::thread runner([&] { loop.run(); });
+  loop.stop();
+  runner.join();
+  uv_timer_t late;
+  uv_timer_init(loop.uv(), &late);
+  pdctl::Status st = loop.close();
+  CHECK(st.code() == pdctl::Errc::kInternal);
+  CHECK(loop.close().code() == pdctl::Errc::kInternal);  // the first result, again
 }

@@ -382,3 +382,40 @@ TEST_CASE("server: listen errors are Status values") {
     CHECK(st.message().find("listen on") != std::string::npos);
   });
 }
+
+TEST_CASE("server: random bytes on many connections leave the server healthy") {
+  ServerOptions o;
+  o.header_timeout = std::chrono::milliseconds(300);
+  o.body_timeout = std::chrono::milliseconds(300);
+  o.linger_timeout = std::chrono::milliseconds(100);
+  o.max_header_bytes = 4096;
+  o.max_payload_size = 4096;
+  ServerFixture f(add_basic_routes, o);
+  uint64_t seed = 0x9E3779B97F4A7C15ull;
+  auto next = [&] {
+    seed ^= seed << 13;
+    seed ^= seed >> 7;
+    seed ^= seed << 17;
+    return seed;
+  };
+  const std::string prefixes[] = {"", "GET / HTTP/1.1\r\n", "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                                  "POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n", "GET /health HTTP/1.1\r\n\r\n"};
+  for (int i = 0; i < 150; ++i) {
+    RawClient c(f.port);
+    REQUIRE(c.connected());
+    std::string junk = prefixes[next() % 5];
+    size_t n = next() % 3000;
+    for (size_t k = 0; k < n; ++k) {
+      uint64_t r = next();
+      // Mostly printable with line breaks, sometimes any byte.
+      junk += (r & 7) == 0 ? static_cast<char>(r >> 8) : (r & 31) == 1 ? '\n' : static_cast<char>(' ' + (r >> 8) % 95);
+    }
+    c.send(junk);
+    if (next() % 2) c.shutdown_write();
+  }
+  RawClient c(f.port);
+  REQUIRE(c.send(get_request("/health")));
+  RawResponse r = c.read_response();
+  CHECK(r.status == 200);
+  CHECK(r.body == "ok");
+}

@@ -176,3 +176,22 @@ TEST_CASE("headers and error bodies") {
   CHECK(nlohmann::json::parse(error_json(400, "bad \xff byte"))["error"]["message"].is_string());
   CHECK(status_reason(431) == std::string("Request Header Fields Too Large"));
 }
+
+TEST_CASE("parsers: random input never crashes") {
+  uint64_t seed = 42;
+  auto next = [&] {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return seed >> 33;
+  };
+  const char alphabet[] = "http:/[]:%0aZ?&=+:\r\n data:event:id:{}.";
+  for (int i = 0; i < 20000; ++i) {
+    std::string s;
+    size_t n = next() % 40;
+    for (size_t k = 0; k < n; ++k) s += alphabet[next() % (sizeof alphabet - 1)];
+    (void)parse_url(s);
+    (void)percent_decode(s, true);
+    (void)query_param(s, "a");
+    SseParser p(256);
+    (void)p.feed(s, [](const SseEvent&) {});
+  }
+}

@@ -2,6 +2,8 @@
 // client disconnects, graceful shutdown, and stopping a loop under live traffic.
 #include <doctest/doctest.h>
 
+#include <csignal>
+
 #include <nlohmann/json.hpp>
 
 #include "client_fixture.h"
@@ -296,5 +298,68 @@ TEST_CASE("loop stop: servers, clients and timers still alive are closed; destro
   timer.reset();
   client.reset();
   server.reset();
-  loop.reset();  // uv_loop_close succeeds; LeakSanitizer sees nothing left
+  CHECK(loop->close().is_ok());
+  loop.reset();
+}
+
+TEST_CASE("shutdown: the roles' pattern - SIGTERM, graceful shutdown, loop exits") {
+  EventLoop loop;
+  HttpServer server(loop);
+  server.route("GET", "/health", [](const Request&, Response r) { r.send(200, "ok"); });
+  REQUIRE(server.listen().is_ok());
+  SignalWatcher signals(loop, {SIGINT, SIGTERM},
+                        [&](int) { server.shutdown(std::chrono::seconds(5), [&] { loop.stop(); }); });
+  uint16_t port = server.port();
+  std::promise<void> exited;
+  std::thread runner([&] {
+    loop.run();
+    exited.set_value();
+  });
+  {
+    RawClient c(port);
+    REQUIRE(c.send(get_request("/health")));
+    CHECK(c.read_response().status == 200);
+    ::kill(::getpid(), SIGTERM);
+    CHECK(c.wait_closed());  // the idle keep-alive connection is closed
+  }
+  CHECK(exited.get_future().wait_for(kDeadline) == std::future_status::ready);
+  runner.join();
+}
+
+TEST_CASE("callbacks that capture their own Response or RequestHandle do not leak") {
+  std::weak_ptr<int> server_token, client_token;
+  ClientFixture f([&](HttpServer& s) {
+    s.route("GET", "/own", [&](const Request&, Response r) {
+      auto token = std::make_shared<int>(1);
+      server_token = token;
+      r.on_close([r, token] {});  // a cycle until the response finishes
+      r.on_writable([r, token] {});
+      r.send(200, "ok");
+    });
+    s.route("GET", "/stream", [&](const Request&, Response r) {
+      r.begin_sse();
+      r.write_sse("1");
+      r.on_close([r] {});
+    });
+  });
+  CHECK(f.get("/own")->body == "ok");
+  f.lt.call([&] { CHECK(server_token.expired()); });
+
+  Event cancelled;
+  f.lt.call([&] {
+    auto token = std::make_shared<int>(2);
+    client_token = token;
+    auto handle = std::make_shared<RequestHandle>();
+    ClientRequest req;
+    req.target = "/stream";
+    ResponseHandlers h;
+    h.on_body = [handle, token, &cancelled](std::string_view) {
+      handle->cancel();  // from inside its own callback
+      cancelled.set();
+    };
+    h.on_done = [handle, token](const pdctl::Status&) {};
+    *handle = f.client->request(f.ep(), req, h);
+  });
+  REQUIRE(cancelled.wait());
+  f.lt.call([&] { CHECK(client_token.expired()); });
 }

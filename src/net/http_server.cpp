@@ -322,8 +322,7 @@ void ServerCore::on_accept() {
   active_++;
 }
 
-void ServerCore::dispatch(ServerConn* c, const std::shared_ptr<Exchange>& ex) {
-  (void)c;
+void ServerCore::dispatch(const std::shared_ptr<Exchange>& ex) {
   RouteTable::Match m = routes_.match(ex->req.method, ex->req.path());
   ex->dispatched = true;
   switch (m.outcome) {
@@ -344,8 +343,11 @@ void ServerCore::dispatch(ServerConn* c, const std::shared_ptr<Exchange>& ex) {
   }
   ex->req.params = std::move(m.params);
   const Handler& handler = handlers_[m.id];
+  // Held across the call so that a throwing handler is answered by the catch below, not
+  // by the unwinding of the last Response copy.
+  Response held(ex);
   try {
-    handler(ex->req, Response(ex));
+    handler(ex->req, held);
   } catch (const std::exception& e) {
     // A throwing handler is a bug; the client gets a 500 and the process stays up.
     spdlog::error("http: the handler of {} {} threw: {}", ex->req.method, ex->req.path(), e.what());

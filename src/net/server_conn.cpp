@@ -327,7 +327,7 @@ void feed(ServerConn* c, const char* data, size_t len) {
       if (Exchange* done = std::exchange(c->completed, nullptr)) {
         if (!c->queue.empty() && c->queue.back().get() == done) {
           std::shared_ptr<Exchange> ex = c->queue.back();  // nothing was queued after it
-          c->core->dispatch(c, ex);
+          c->core->dispatch(ex);
         }
       }
       if (c->closing || c->input_done || c->draining) return;

@@ -117,7 +117,7 @@ class ServerCore final : public LoopResource {
 
   // Connection events (server_conn.cpp).
   void on_accept();
-  void dispatch(ServerConn* c, const std::shared_ptr<Exchange>& ex);
+  void dispatch(const std::shared_ptr<Exchange>& ex);  // route a complete request
   void conn_closing(ServerConn* c);
   void unlink(ServerConn* c);
   void check_shutdown_done();

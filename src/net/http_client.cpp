@@ -111,7 +111,10 @@ Pool::~Pool() {
     ClientConn* next = c->next;
     c->pool = nullptr;  // its close callback frees it alone
     c->prev = c->next = nullptr;
-    if (c->call) c->call->state = Call::State::kDone;
+    if (c->call) {
+      c->call->state = Call::State::kDone;
+      c->call->pool = nullptr;
+    }
     cconn::close(c);
     c = next;
   }

@@ -5,6 +5,17 @@
 //
 // Threading: loop thread only. Callbacks run on the loop thread, never from inside
 // request()/fetch() themselves. Do not destroy the client inside one of its callbacks.
+//
+// Proxying a stream (the router; `down` is the Response to its own client):
+//   RequestHandle h = client.request(worker, std::move(req), {
+//       .on_head = [down](const ResponseHead&) mutable { down.begin_sse(); },
+//       .on_body = [down](std::string_view bytes) mutable { down.write(bytes); },
+//       .on_done = [down](const Status& st) mutable {
+//         if (!down.started()) return down.send_error(502, st.message());
+//         if (!st) down.write_sse(error_json(502, st.message()));
+//         down.end(); }});
+//   down.on_close([h]() mutable { h.cancel(); });  // the router's client went away
+//   Backpressure: down.write() == kPaused -> h.pause_body(); down.on_writable -> h.resume_body().
 #include <chrono>
 #include <cstddef>
 #include <cstdint>

@@ -6,6 +6,18 @@
 // Threading: everything here runs on the EventLoop's thread. Another thread hands results
 // back with loop.post([resp] { resp.write(...); }) (copying a Response is thread-safe; using
 // one is not).
+//
+// A role's skeleton:
+//   EventLoop loop;
+//   HttpServer server(loop, {.host = opts.host, .port = opts.port, ...});
+//   server.route("GET", "/health", [](const Request&, Response r) { r.send(200, "{}"); });
+//   server.route("POST", "/v1/chat/completions", require_bearer(key, [&](const Request& req, Response r) {
+//     r.on_close([id] { /* abort upstream */ });
+//     engine.submit(req.body, [&loop, r](Token t) { loop.post([r, t]() mutable { r.write_sse(t.json); }); });
+//   }));
+//   if (Status st = server.listen(); !st) return fail(st);
+//   SignalWatcher sig(loop, {SIGINT, SIGTERM}, [&](int) { server.shutdown(10s, [&] { loop.stop(); }); });
+//   loop.run();  // returns after loop.stop(); exit 0
 #include <chrono>
 #include <cstddef>
 #include <cstdint>

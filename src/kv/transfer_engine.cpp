@@ -180,6 +180,7 @@ Status TransferEngine::write(WriteRequest request, Completion done) {
   std::shared_ptr<const EngineDescriptor> desc;
   {
     std::lock_guard lock(impl_->mu);
+    if (!impl_->accepting) return Status::unavailable("the transfer engine is shut down");
     auto it = impl_->peers.find(request.peer);
     if (it == impl_->peers.end()) return Status::not_found("no peer " + std::to_string(request.peer));
     desc = it->second.descriptor;
@@ -217,6 +218,7 @@ Status TransferEngine::write(WriteRequest request, Completion done) {
 Status TransferEngine::send(PeerId peer, std::string message, Completion done) {
   {
     std::lock_guard lock(impl_->mu);
+    if (!impl_->accepting) return Status::unavailable("the transfer engine is shut down");
     if (!impl_->peers.contains(peer)) return Status::not_found("no peer " + std::to_string(peer));
   }
   if (message.size() > impl_->options.max_message_bytes) {

@@ -187,8 +187,11 @@ class TransferEngine {
   // kTimeout past operation_timeout, kCancelled at shutdown.
   Status write(WriteRequest request, Completion done);
 
-  // Sends `message` (at most the peer's max_message_bytes) to the peer's on_message. `done`
-  // as for write(); completion means sent locally (buffer handed to UCX), not delivered.
+  // Sends `message` (at most our and the peer's max_message_bytes) to the peer's on_message.
+  // `done` as for write(); an ok completion means sent locally (the buffer is no longer
+  // needed), not delivered; a failed one does not prove that the peer did not get it (it
+  // may have failed or closed right after). A message larger than the peer's limit fails
+  // when it came by rendezvous (UCX returns the peer's refusal), else it is dropped there.
   Status send(PeerId peer, std::string message, Completion done);
 
   TransferCounters counters() const;

@@ -225,7 +225,7 @@ void run_pair(const std::function<int(Channel&)>& recv_body, const std::function
 
 TEST_CASE("scattered KV pages land byte-exact before the notice") {
   for (const Transport& tls : {kSharedMemory, kTcp}) {
-    CAPTURE(tls.name);
+    CAPTURE(std::string(tls.name));
     KvLayout kv;
     run_pair([&](Channel& ch) { return receiver(ch, tls, kv.size(), [&](const std::byte* p, const std::string& n) {
                  return verify_scattered(kv, p, n);
@@ -349,7 +349,7 @@ int write_until_peer_dies(Channel& ch, const Transport& transports, pid_t victim
 
 TEST_CASE("a peer killed mid-stream fails pending writes within a bound, and later ones fast") {
   for (const Transport& tls : {kSharedMemory, kTcp}) {
-    CAPTURE(tls.name);
+    CAPTURE(std::string(tls.name));
     const uint64_t pool = 16 << 20;
     auto [a, b] = Channel::pair();
     Child r = Child::spawn([&] { return passive_receiver(a, tls, pool); });
@@ -358,4 +358,186 @@ TEST_CASE("a peer killed mid-stream fails pending writes within a bound, and lat
     CHECK(s.wait(Ms(20'000)) == 0);
     CHECK(r.wait(Ms(5'000)) == 128 + SIGKILL);
   }
+}
+
+namespace {
+
+std::string message_pattern(size_t n) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = char((i * 7 + i / 251) & 0xff);
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("messages arrive whole, also by rendezvous; oversized ones are refused") {
+  // 256 KiB is far above the eager limit of both transports (8 KiB posix, 20 KiB tcp), so
+  // it comes by rendezvous; 600 KiB is over the receiver's 512 KiB limit.
+  constexpr size_t kBig = 256 << 10, kTooBig = 600 << 10;
+  for (const Transport& tls : {kSharedMemory, kTcp}) {
+    CAPTURE(std::string(tls.name));
+    run_pair(
+        [&](Channel& ch) {
+          Inbox<std::string> messages;
+          TransferOptions o = test_options(tls, "receiver");
+          o.regions = {{nullptr, 4096}};
+          o.max_message_bytes = 512 << 10;
+          o.on_message = [&](std::string m) { messages.push(std::move(m)); };
+          auto engine = make_engine(std::move(o));
+          if (!engine || !ch.send(engine->descriptor())) return 2;
+          bool ok = expect(messages.pop(Ms(10'000)) == std::optional<std::string>("hello"), "small message");
+          ok &= expect(messages.pop(Ms(10'000)) == std::optional<std::string>(message_pattern(kBig)), "256 KiB message");
+          ok &= expect(messages.pop(Ms(10'000)) == std::optional<std::string>("end"), "end message");
+          const TransferCounters c = engine->counters();
+          ok &= expect(c.messages_received == 3 && c.messages_dropped == 1, "3 received, 1 dropped");
+          ch.send(ok ? "ok" : "bad");
+          ch.recv(Ms(10'000));  // "bye": the sender has seen its sends complete
+          return ok ? 0 : 3;
+        },
+        [&](Channel& ch) {
+          Sender s;
+          if (!s.start(ch, test_options(tls, "sender"), 4096)) return 2;
+          auto send = [&](std::string m) -> std::optional<TransferResult> {
+            if (!expect(s.engine->send(s.peer, std::move(m), s.to_inbox()).is_ok(), "send accepted")) return {};
+            return s.results.pop(Ms(10'000));
+          };
+          auto r1 = send("hello");
+          bool ok = expect(r1 && r1->status.is_ok(), "small send");
+          auto r2 = send(message_pattern(kBig));
+          ok &= expect(r2 && r2->status.is_ok() && r2->bytes == kBig, "big send");
+          // The receiver refuses the rendezvous; its status comes back to this send.
+          auto r3 = send(message_pattern(kTooBig));
+          ok &= expect(r3 && !r3->status.is_ok(), "oversized send fails: " + (r3 ? r3->status.to_string() : "none"));
+          auto r4 = send("end");
+          ok &= expect(r4 && r4->status.is_ok(), "end send: " + (r4 ? r4->status.to_string() : "none"));
+          ok &= expect(s.engine->send(s.peer, std::string(2 << 20, 'x'), s.to_inbox()).code() == Errc::kInvalidArgument,
+                       "over our own limit: refused at submission");
+          ok &= expect(ch.recv(Ms(10'000)) == std::optional<std::string>("ok"), "receiver verdict");
+          ch.send("bye");
+          return ok ? 0 : 3;
+        });
+  }
+}
+
+TEST_CASE("a stuck peer: the write fails with kTimeout, the peer with it; shutdown cancels") {
+  // SIGSTOP the receiver: over TCP a flush needs the peer's acknowledgements, so the write
+  // cannot complete; its process is alive, so only the operation timeout can end it.
+  const uint64_t pool = 16 << 20;
+  for (bool via_shutdown : {false, true}) {
+    CAPTURE(via_shutdown);
+    auto [a, b] = Channel::pair();
+    Child r = Child::spawn([&] { return passive_receiver(a, kTcp, pool); });
+    const pid_t victim = r.pid();
+    Child s = Child::spawn([&] {
+      Sender s;
+      TransferOptions o = test_options(kTcp, "sender");
+      o.operation_timeout = via_shutdown ? Ms(10'000) : Ms(500);
+      if (!s.start(b, o, pool)) return 2;
+      WriteRequest small;
+      small.peer = s.peer;
+      small.copies = {{0, 0, 4096}};
+      auto r0 = s.write(small);
+      if (!expect(r0 && r0->status.is_ok(), "warm-up write")) return 3;
+      ::kill(victim, SIGSTOP);
+      WriteRequest big;
+      big.copies = {{0, 0, pool}};
+      big.peer = s.peer;
+      if (!expect(s.engine->write(big, s.to_inbox()).is_ok(), "submit")) return 3;
+      const auto t0 = std::chrono::steady_clock::now();
+      bool ok = true;
+      if (via_shutdown) {
+        s.engine->shutdown();
+        const auto took = std::chrono::steady_clock::now() - t0;
+        auto r1 = s.results.pop(Ms(0));
+        ok &= expect(r1 && r1->status.code() == Errc::kCancelled, "cancelled: " + (r1 ? r1->status.to_string() : "none"));
+        ok &= expect(took < Ms(3'000), "shutdown within 2 x shutdown_timeout + slack");
+        ok &= expect(s.engine->write(small, s.to_inbox()).code() == Errc::kUnavailable, "no work after shutdown");
+        ok &= expect(!s.engine->add_peer("x").has_value(), "no peers after shutdown");
+      } else {
+        auto r1 = s.results.pop(Ms(3'000));
+        ok &= expect(r1 && r1->status.code() == Errc::kTimeout, "timeout: " + (r1 ? r1->status.to_string() : "none"));
+        ok &= expect(std::chrono::steady_clock::now() - t0 >= Ms(500), "not before the timeout");
+        auto r2 = s.write(small, Ms(1'000));
+        ok &= expect(r2 && r2->status.code() == Errc::kTimeout, "the peer failed with it");
+        ok &= expect(s.engine->counters().peers_failed == 1, "one failed peer");
+      }
+      return ok ? 0 : 4;
+    });
+    CHECK(s.wait(Ms(20'000)) == 0);
+  }
+}
+
+TEST_CASE("loopback: validation, notices to itself, remove_peer, shutdown") {
+  const Transport self{"self", "posix,cma,self", false};
+  Child c = Child::spawn([&] {
+    Inbox<std::string> messages;
+    Inbox<PeerEvent> events;
+    AlignedBuffer src(64 << 10);
+    TransferOptions o = test_options(self, "loop");
+    o.regions = {{nullptr, 1 << 20}, {src.data, src.size}};
+    o.on_message = [&](std::string m) { messages.push(std::move(m)); };
+    o.on_peer_event = [&](const PeerEvent& ev) { events.push(ev); };
+    auto engine = make_engine(std::move(o));
+    if (!engine) return 2;
+    bool ok = expect(engine->region_count() == 2 && engine->region(0).size == (1 << 20) &&
+                         engine->region(1).data == src.data,
+                     "regions");
+    ok &= expect(engine->add_peer("garbage").status().code() == Errc::kCorrupt, "bad descriptor");
+    auto peer = engine->add_peer(engine->descriptor());
+    if (!expect(peer.has_value(), "add_peer(self)")) return 3;
+    Inbox<TransferResult> results;
+    auto done = [&](const TransferResult& r) { results.push(r); };
+    auto req = [&](std::vector<Copy> copies) {
+      WriteRequest w;
+      w.peer = *peer;
+      w.local_region = 1;
+      w.remote_region = 0;
+      w.copies = std::move(copies);
+      return w;
+    };
+    WriteRequest unknown = req({});
+    unknown.peer = 999;
+    ok &= expect(engine->write(unknown, done).code() == Errc::kNotFound, "unknown peer");
+    WriteRequest bad_local = req({});
+    bad_local.local_region = 5;
+    ok &= expect(engine->write(bad_local, done).code() == Errc::kInvalidArgument, "no local region 5");
+    WriteRequest bad_remote = req({});
+    bad_remote.remote_region = 7;
+    ok &= expect(engine->write(bad_remote, done).code() == Errc::kInvalidArgument, "no remote region 7");
+    ok &= expect(engine->write(req({{60 << 10, 0, 8 << 10}}), done).code() == Errc::kInvalidArgument, "past the source");
+    ok &= expect(engine->write(req({{0, (1 << 20) - 10, 4096}}), done).code() == Errc::kInvalidArgument, "past the dest");
+
+    for (size_t i = 0; i < src.size; ++i) src.data[i] = pattern(3, i);
+    std::memset(engine->region(0).data, 0, 1 << 20);
+    WriteRequest w = req({{0, 4096, 8192}, {8192, 4096 + 8192, 4096}});
+    w.notice = "to myself";
+    ok &= expect(engine->write(w, done).is_ok(), "write to self");
+    auto r = results.pop(Ms(5'000));
+    ok &= expect(r && r->status.is_ok() && r->puts == 1 && r->bytes == 12288, "completes as one merged put");
+    ok &= expect(messages.pop(Ms(5'000)) == std::optional<std::string>("to myself"), "notice");
+    ok &= expect(std::memcmp(engine->region(0).data + 4096, src.data, 12288) == 0, "bytes");
+
+    ok &= expect(engine->remove_peer(*peer).is_ok(), "remove_peer");
+    ok &= expect(engine->write(req({}), done).code() == Errc::kNotFound, "removed peer");
+    ok &= expect(engine->remove_peer(*peer).code() == Errc::kNotFound, "removed twice");
+    std::vector<PeerState> seen;
+    while (auto ev = events.pop(Ms(2'000))) {
+      seen.push_back(ev->state);
+      if (ev->state == PeerState::kReady) ok &= expect(!ev->transports.empty(), "transports named: " + ev->transports);
+      if (ev->state == PeerState::kClosed) break;
+    }
+    ok &= expect(seen == std::vector<PeerState>{PeerState::kConnecting, PeerState::kReady, PeerState::kClosed},
+                 "connecting, ready, closed");
+    const TransferCounters c = engine->counters();
+    ok &= expect(c.writes_completed == 1 && c.bytes_written == 12288 && c.messages_received == 1, "counters");
+    uint64_t in_buckets = 0;
+    for (uint64_t b : c.write_latency_buckets) in_buckets += b;
+    ok &= expect(in_buckets == 1 && c.write_latency_ns_sum > 0, "latency histogram");
+    engine->shutdown();
+    engine->shutdown();  // idempotent
+    ok &= expect(engine->write(req({}), done).code() == Errc::kUnavailable, "after shutdown");
+    ok &= expect(engine->send(*peer, "x", done).code() == Errc::kUnavailable, "after shutdown");
+    return ok ? 0 : 4;
+  });
+  CHECK(c.wait(Ms(20'000)) == 0);
 }

@@ -10,6 +10,7 @@
 // messages, peer events) run ON THE TRANSFER THREAD: keep them short, never block in them,
 // and hand their results to your own thread (your own queue + uv_async_send, as the engine
 // does); they may submit further work but must not call shutdown() or destroy the engine.
+// Whatever the callbacks touch must outlive the engine: shutdown() runs the last of them.
 //
 // Ordering. Operations are started in the order they were submitted. The puts of one write
 // may land in any order; the write completes only after an endpoint flush, i.e. when every

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <sstream>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -145,36 +144,6 @@ struct TransferLoop::State {
 
 namespace {
 
-// "posix/memory (am am_bw), cma/memory (rma_bw)" from ucp_ep_print_info's lane lines, e.g.
-// "#   lane[1]:  1:cma/memory.0 md[1]   -> md[1]/cma/sysdev[255] rma_bw#0". UCX 1.13 has no
-// query for an endpoint's transports; this text is the only place that names them.
-std::string summarize_lanes(const std::string& info) {
-  std::istringstream in(info);
-  std::string line, out;
-  while (std::getline(in, line)) {
-    const auto lane = line.find("lane[");
-    const auto arrow = line.find("->");
-    if (lane == std::string::npos || arrow == std::string::npos) continue;
-    const auto colon = line.find(':', line.find("]:", lane) + 2);
-    if (colon == std::string::npos || colon > arrow) continue;
-    std::istringstream left(line.substr(colon + 1, arrow - colon - 1));
-    std::string tl;
-    left >> tl;  // "cma/memory.0"
-    if (auto dot = tl.rfind('.'); dot != std::string::npos) tl.resize(dot);
-    std::istringstream right(line.substr(arrow + 2));
-    std::string word, roles;
-    right >> word;  // the remote md and transport
-    while (right >> word) {
-      if (!roles.empty()) roles.push_back(' ');
-      roles.append(word, 0, word.find('#'));
-    }
-    if (!out.empty()) out.append(", ");
-    out.append(tl);
-    if (!roles.empty()) out.append(" (").append(roles).append(")");
-  }
-  return out;
-}
-
 }  // namespace
 
 // ================================================================ setup and teardown
@@ -218,8 +187,9 @@ Status TransferLoop::init() {
   uv_timer_init(loop, &s.tick);
   uv_timer_init(loop, &s.deadline_timer);
   uv_idle_init(loop, &s.idle);
-  // Periodic wake-up: lets UCX run its keepalive (which detects a dead shared-memory peer)
-  // and checks operation deadlines. Once per keepalive interval, not a busy poll.
+  // Periodic wake-up, once per keepalive interval (not a busy poll): lets UCX run its
+  // keepalive (tcp, RDMA), checks that same-host peers still run, and enforces operation
+  // deadlines.
   const uint64_t period = uint64_t(s.opts.keepalive_interval.count());
   uv_timer_start(&s.tick, [](uv_timer_t* h) { static_cast<State*>(h->data)->on_tick(); }, period, period);
 
@@ -268,8 +238,11 @@ void TransferLoop::State::pump() {
       return;
     }
     if (st != UCS_ERR_BUSY) {
+      // Without a working event fd only the periodic tick drives the worker: slow, but no
+      // busy loop.
       spdlog::error("[{}] {}", opts.name, ucx_status(st, "ucp_worker_arm").to_string());
-      break;
+      uv_idle_stop(&idle);
+      return;
     }
   }
   // Still busy after many rounds: come back on the next loop iteration so that timers and
@@ -666,7 +639,7 @@ void TransferLoop::State::forget_if_done(Op& op) {
 
 void TransferLoop::State::peer_ready(Peer& peer) {
   peer.ep.mark_ready();
-  std::string transports = summarize_lanes(peer.ep.describe());
+  std::string transports = summarize_endpoint_info(peer.ep.describe());
   spdlog::debug("[{}] peer {} ready over {}", opts.name, peer.id, transports);
   emit(peer.id, PeerState::kReady, {}, std::move(transports));
 }

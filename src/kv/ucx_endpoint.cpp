@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <sstream>
 
 #include <spdlog/spdlog.h>
 
@@ -144,6 +145,36 @@ std::string UcxEndpoint::describe() const {
   std::fclose(f);
   std::string out(buf, len);
   std::free(buf);
+  return out;
+}
+
+// UCX 1.13 has no query for an endpoint's transports; ucp_ep_print_info's lane lines, e.g.
+// "#   lane[1]:  1:cma/memory.0 md[1]   -> md[1]/cma/sysdev[255] rma_bw#0", are the only
+// place that names them.
+std::string summarize_endpoint_info(const std::string& info) {
+  std::istringstream in(info);
+  std::string line, out;
+  while (std::getline(in, line)) {
+    const auto lane = line.find("lane[");
+    const auto arrow = line.find("->");
+    if (lane == std::string::npos || arrow == std::string::npos) continue;
+    const auto colon = line.find(':', line.find("]:", lane) + 2);
+    if (colon == std::string::npos || colon > arrow) continue;
+    std::istringstream left(line.substr(colon + 1, arrow - colon - 1));
+    std::string tl;
+    left >> tl;  // "cma/memory.0"
+    if (auto dot = tl.rfind('.'); dot != std::string::npos) tl.resize(dot);
+    std::istringstream right(line.substr(arrow + 2));
+    std::string word, roles;
+    right >> word;  // the remote md and transport
+    while (right >> word) {
+      if (!roles.empty()) roles.push_back(' ');
+      roles.append(word, 0, word.find('#'));
+    }
+    if (!out.empty()) out.append(", ");
+    out.append(tl);
+    if (!roles.empty()) out.append(" (").append(roles).append(")");
+  }
   return out;
 }
 

@@ -71,4 +71,8 @@ class UcxEndpoint {
   std::unique_ptr<State> s_;  // heap-pinned: UCX's error callback holds its address
 };
 
+// "posix/memory (am am_bw), cma/memory (rma_bw)": each lane's transport and what UCX uses
+// it for, read from UcxEndpoint::describe()'s text.
+std::string summarize_endpoint_info(const std::string& print_info);
+
 }  // namespace pdctl::kv

@@ -119,10 +119,12 @@ int passive_receiver(Channel& ch, const Transport& transports, uint64_t pool_byt
 // ---------------------------------------------------------------- sender side
 
 struct Sender {
-  std::unique_ptr<AlignedBuffer> pool;
-  std::unique_ptr<TransferEngine> engine;
+  // Declared before the engine, which is destroyed first: its shutdown runs the last
+  // callbacks, and they push here.
   Inbox<TransferResult> results;
   Inbox<PeerEvent> events;
+  std::unique_ptr<AlignedBuffer> pool;
+  std::unique_ptr<TransferEngine> engine;
   PeerId peer = 0;
 
   bool start(Channel& ch, TransferOptions o, uint64_t pool_bytes) {

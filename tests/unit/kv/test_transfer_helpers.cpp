@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "kv/transfer_descriptor.h"
+#include "kv/ucx_endpoint.h"
 #include "kv/ucx_status.h"
 
 using pdctl::Errc;
@@ -40,4 +41,16 @@ TEST_CASE("UCX status codes map to pdctl errors") {
   CHECK(s.message().find("ucp_put_nbx") == 0);
   // Not a final status for any call pdctl makes: reported as a bug.
   CHECK(ucx_status(UCS_ERR_BUSY, "x").code() == Errc::kInternal);
+}
+
+TEST_CASE("endpoint transports are read from ucp_ep_print_info's lanes") {
+  // As UCX 1.13 prints it for a posix,cma endpoint without peer-failure handling.
+  const std::string info =
+      "#\n# UCP endpoint \n#\n#               peer: <no debug data>\n"
+      "#                 lane[0]:  0:posix/memory.0 md[0]          -> md[0]/posix/sysdev[255] am am_bw#0\n"
+      "#                 lane[1]:  1:cma/memory.0 md[1]            -> md[1]/cma/sysdev[255] rma_bw#0\n"
+      "#\n#                 am_send: 0..<egr/short>..93..<egr/bcopy>..8256..<rndv>..(inf)\n"
+      "#                  put[0]: 0..<short>..4294967296..<bcopy>..(inf)\n";
+  CHECK(summarize_endpoint_info(info) == "posix/memory (am am_bw), cma/memory (rma_bw)");
+  CHECK(summarize_endpoint_info("") == "");
 }

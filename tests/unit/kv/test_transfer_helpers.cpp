@@ -1,5 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kv/process_identity.h"
 #include "kv/transfer_descriptor.h"
 #include "kv/ucx_endpoint.h"
 #include "kv/ucx_status.h"
@@ -53,4 +57,28 @@ TEST_CASE("endpoint transports are read from ucp_ep_print_info's lanes") {
       "#                  put[0]: 0..<short>..4294967296..<bcopy>..(inf)\n";
   CHECK(summarize_endpoint_info(info) == "posix/memory (am am_bw), cma/memory (rma_bw)");
   CHECK(summarize_endpoint_info("") == "");
+}
+
+TEST_CASE("same-host liveness: running, exited (zombie or reaped), pid reused, other host") {
+  const ProcessIdentity self = self_identity();
+  REQUIRE(!self.host.empty());
+  CHECK(check_liveness(self, self) == Liveness::kAlive);
+
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  ProcessIdentity child = self;
+  child.pid = uint32_t(pid);
+  // Not reaped yet: a zombie, which is gone as far as a peer is concerned.
+  siginfo_t info{};
+  REQUIRE(waitid(P_PID, id_t(pid), &info, WEXITED | WNOWAIT) == 0);
+  CHECK(check_liveness(child, self) == Liveness::kGone);
+  waitpid(pid, nullptr, 0);
+  CHECK(check_liveness(child, self) == Liveness::kGone);
+
+  ProcessIdentity reused = self;
+  reused.start_time += 1;  // same pid, another process
+  CHECK(check_liveness(reused, self) == Liveness::kGone);
+  ProcessIdentity elsewhere = self;
+  elsewhere.host = "another-boot-id/pid:[1]";
+  CHECK(check_liveness(elsewhere, self) == Liveness::kUnknown);
 }

@@ -16,8 +16,9 @@
 // may land in any order; the write completes only after an endpoint flush, i.e. when every
 // put is visible in the peer's memory (see WriteRequest).
 //
-// Lifetime. Registered memory must stay untouched by the caller while a write that reads it
-// is in flight (until its completion runs). Destroying the engine (or shutdown()) stops
+// Lifetime. The source bytes of a write must not change until its completion runs. On the
+// receiving side the engine does not know which bytes a peer writes: pages handed to a peer
+// may be reused only after its notice, or after the peer failed and was removed. Destroying the engine (or shutdown()) stops
 // accepting work and gives in-flight operations `shutdown_timeout` to finish; the rest
 // complete with kCancelled. Every accepted operation completes exactly once.
 #include <array>
@@ -176,7 +177,9 @@ class TransferEngine {
   // and as the status of the peer's operations.
   Result<PeerId> add_peer(std::string_view descriptor);
   // Closes the endpoint after the peer's submitted operations have finished; later
-  // submissions for it are refused (kNotFound). A kClosed PeerEvent follows.
+  // submissions for it are refused (kNotFound). A kClosed PeerEvent follows. A failed peer
+  // stays known (its operations fail fast) until it is removed; to reconnect, remove it and
+  // add_peer again with its (new) descriptor.
   Status remove_peer(PeerId peer);
   // The transports UCX chose for the peer ("" until it is ready).
   std::string peer_transports(PeerId peer) const;

@@ -89,13 +89,25 @@ class Process {
   // Exit code, or nullopt if it did not exit within `timeout` (then it is killed).
   std::optional<int> wait(std::chrono::milliseconds timeout) {
     if (pid_ <= 0) return std::nullopt;
-    pollfd p{pidfd_.get(), POLLIN, 0};
-    if (pidfd_.get() >= 0 && ::poll(&p, 1, int(timeout.count())) <= 0) {
-      kill_and_reap();
-      return std::nullopt;
-    }
     int status = 0;
-    waitpid(pid_, &status, 0);
+    if (pidfd_.get() >= 0) {
+      pollfd p{pidfd_.get(), POLLIN, 0};
+      if (::poll(&p, 1, int(timeout.count())) <= 0) {
+        kill_and_reap();
+        return std::nullopt;
+      }
+      waitpid(pid_, &status, 0);
+    } else {
+      // No pidfd (kernel before 5.3): poll waitpid, bounded by the same timeout.
+      const auto deadline = Clock::now() + timeout;
+      while (waitpid(pid_, &status, WNOHANG) != pid_) {
+        if (Clock::now() > deadline) {
+          kill_and_reap();
+          return std::nullopt;
+        }
+        ::poll(nullptr, 0, 10);
+      }
+    }
     pid_ = -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }

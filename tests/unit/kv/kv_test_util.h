@@ -144,12 +144,27 @@ class Child {
   // when a signal ended it.
   int wait(Ms timeout) {
     if (pid_ <= 0) return -1;
-    pollfd pfd{pidfd_, POLLIN, 0};
-    if (::poll(&pfd, 1, int(timeout.count())) <= 0) {
+    int status = 0;
+    bool exited = false;
+    if (pidfd_ >= 0) {
+      pollfd pfd{pidfd_, POLLIN, 0};
+      exited = ::poll(&pfd, 1, int(timeout.count())) > 0;
+    } else {
+      // No pidfd (kernel before 5.3): poll waitpid instead.
+      const auto deadline = std::chrono::steady_clock::now() + timeout;
+      while (!exited && std::chrono::steady_clock::now() < deadline) {
+        exited = waitpid(pid_, &status, WNOHANG) == pid_;
+        if (!exited) ::poll(nullptr, 0, 10);
+      }
+      if (exited) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+    }
+    if (!exited) {
       std::fprintf(stderr, "child %d did not exit within %lld ms; killing it\n", pid_, (long long)timeout.count());
       ::kill(pid_, SIGKILL);
     }
-    int status = 0;
     waitpid(pid_, &status, 0);
     pid_ = -1;
     if (WIFEXITED(status)) return WEXITSTATUS(status);

@@ -87,6 +87,21 @@ void add_bench_flags(OptionRegistry& reg, BenchOptions& o) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))->group(kv);
   reg.add("--block-bytes", o.block_bytes, "Bytes of one (layer, page) block")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 32))->group(kv);
+  reg.add("--kv-transports", o.kv_transports, "UCX_TLS for both processes (default: the environment's)")->group(kv);
+  reg.add("--kv-error-mode", o.kv_error_mode,
+          "UCX error handling: peer (detects dead peers; UCX 1.13 then cannot use posix/sysv) or none")
+      ->check(CLI::IsMember({"peer", "none"}))->group(kv);
+  reg.add("--kv-layout", o.kv_layout, "Destination blocks: scattered (no two adjacent) or contiguous (merge)")
+      ->check(CLI::IsMember({"scattered", "contiguous"}))->group(kv);
+  reg.add("--kv-blocks-per-write", o.kv_blocks_per_write, "Blocks per write (each write ends with a flush)")
+      ->check(CLI::Range(1, 1 << 20))->group(kv);
+  reg.add("--kv-inflight", o.kv_inflight, "Writes in flight")->check(CLI::Range(1, 4096))->group(kv);
+  reg.add("--kv-max-put-bytes", o.kv_max_put_bytes, "Longest single put; longer runs are split")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))->group(kv);
+  reg.add("--kv-region-bytes", o.kv_region_bytes,
+          "Each side's registered region; the run wraps around it (small: cache-resident, as ucx_perftest)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))->group(kv);
+  reg.add("--kv-perftest", o.kv_perftest, "ucx_perftest to run as the baseline (ucp_put_bw), or none")->group(kv);
 }
 
 }  // namespace pdctl::roles

@@ -71,6 +71,14 @@ struct BenchOptions {
   // KV transfer
   int64_t total_bytes = int64_t{1} << 30;
   int64_t block_bytes = int64_t{256} << 10;
+  std::string kv_transports;                    // UCX_TLS for both sides; empty: the environment's
+  std::string kv_error_mode = "peer";           // peer | none (UCP error-handling mode)
+  std::string kv_layout = "scattered";          // scattered | contiguous destinations
+  int kv_blocks_per_write = 16;                 // blocks in one write (one flush)
+  int kv_inflight = 4;                          // writes in flight
+  int64_t kv_max_put_bytes = int64_t{1} << 20;  // split longer runs
+  int64_t kv_region_bytes = int64_t{256} << 20; // each side's registered region (the run wraps)
+  std::string kv_perftest = "ucx_perftest";     // baseline program, or "none"
 };
 
 void add_bench_flags(OptionRegistry& reg, BenchOptions& opts);

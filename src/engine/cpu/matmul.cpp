@@ -1,9 +1,18 @@
 #include "engine/cpu/matmul.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "engine/cpu/matmul_kernels.h"
 #include "engine/cpu/thread_pool.h"
+
+// Kernel selection is decided at compile time (PDCTL_MATMUL_AVX512, from the compiler's target
+// macros) rather than by runtime CPU detection: the product is built on the machine that runs
+// it (-march=native by default), so one code path per build is what gets tested and
+// measured, and the compiler schedules the whole file for the target. A PORTABLE build is for
+// correctness on any x86-64 and uses the generic kernel, written so that the compiler can
+// vectorise it for whatever -march it is given.
 
 namespace pdctl::engine {
 
@@ -11,8 +20,7 @@ void dequantize_row(const WeightView& w, int64_t r, float* out) {
   const uint8_t* row = w.row(r);
   switch (w.dtype) {
     case DType::kF32: {
-      const float* p = reinterpret_cast<const float*>(row);
-      for (int64_t k = 0; k < w.cols; ++k) out[k] = p[k];
+      std::memcpy(out, row, static_cast<size_t>(w.cols) * sizeof(float));
       return;
     }
     case DType::kF16: {
@@ -53,26 +61,111 @@ void matmul_reference(const WeightView& w, const float* x, int64_t n_tokens, int
   }
 }
 
-// A straightforward version to start from; the optimised kernels replace it.
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, int64_t x_stride, float* y,
             int64_t y_stride, ThreadPool* pool) {
-  auto body = [&](int64_t r0, int64_t r1, int) {
-    std::vector<float> row(static_cast<size_t>(w.cols));
-    for (int64_t r = r0; r < r1; ++r) {
-      dequantize_row(w, r, row.data());
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        const float* xt = x + t * x_stride;
-        float acc = 0;
-        for (int64_t k = 0; k < w.cols; ++k) acc += xt[k] * row[k];
-        y[t * y_stride + r] = acc;
+  kernels::matmul_path(kernels::Path::kAuto, w, x, n_tokens, x_stride, y, y_stride, pool);
+}
+
+namespace kernels {
+namespace {
+
+// 16 partial sums in a fixed-size array: the compiler turns the inner loop into vector code
+// of whatever width the target has, without reassociating anything itself.
+float dot_generic(const float* a, const float* b, int64_t n) {
+  constexpr int kLanes = 16;
+  float acc[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= n; k += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[k + l] * b[k + l];
+  float tail = 0;
+  for (; k < n; ++k) tail += a[k] * b[k];
+  for (int width = kLanes / 2; width > 0; width /= 2)
+    for (int l = 0; l < width; ++l) acc[l] += acc[l + width];
+  return acc[0] + tail;
+}
+
+#if PDCTL_MATMUL_AVX512
+// From this many tokens on, the GEMM (which converts each weight tile once and runs a
+// register-blocked micro-kernel) beats the dot kernels (which convert in registers once per
+// group of 4 tokens). Measured with bench_kernels on Zen 4 for the Llama-3.2-1B shapes.
+constexpr int64_t kGemmMinTokens = 8;
+#endif
+
+using RowKernel = void (*)(const MatmulArgs&, int64_t, int64_t);
+
+}  // namespace
+
+void generic_rows(const MatmulArgs& a, int64_t r0, int64_t r1) {
+  const WeightView& w = *a.w;
+  const int64_t K = w.cols;
+  // Four rows at a time, converted to floats once and used for every token.
+  constexpr int kRows = 4;
+  thread_local std::vector<float> buf;
+  if (w.dtype != DType::kF32) buf.resize(static_cast<size_t>(kRows * K));
+  for (int64_t r = r0; r < r1; r += kRows) {
+    const int nr = static_cast<int>(std::min<int64_t>(kRows, r1 - r));
+    const float* rows[kRows];
+    for (int j = 0; j < nr; ++j) {
+      if (w.dtype == DType::kF32) {
+        rows[j] = reinterpret_cast<const float*>(w.row(r + j));
+      } else {
+        dequantize_row(w, r + j, buf.data() + j * K);
+        rows[j] = buf.data() + j * K;
       }
     }
-  };
-  if (pool) {
-    pool->parallel_for(w.rows, body);
-  } else {
-    body(0, w.rows, 0);
+    for (int64_t t = 0; t < a.n_tokens; ++t) {
+      const float* xt = a.x + t * a.x_stride;
+      float* yt = a.y + t * a.y_stride + r;
+      for (int j = 0; j < nr; ++j) yt[j] = dot_generic(xt, rows[j], K);
+    }
   }
 }
 
+const char* path_name(Path p) {
+  switch (p) {
+    case Path::kAuto: return "auto";
+    case Path::kGeneric: return "generic";
+    case Path::kDot: return "dot";
+    case Path::kGemm: return "gemm";
+  }
+  return "?";
+}
+
+bool path_available(Path p) {
+  switch (p) {
+    case Path::kAuto:
+    case Path::kGeneric: return true;
+    case Path::kDot:
+    case Path::kGemm: return PDCTL_MATMUL_AVX512 != 0;
+  }
+  return false;
+}
+
+void matmul_path(Path path, const WeightView& w, const float* x, int64_t n_tokens,
+                 int64_t x_stride, float* y, int64_t y_stride, ThreadPool* pool) {
+  if (w.rows <= 0 || n_tokens <= 0) return;
+  RowKernel kernel = &generic_rows;
+  // Rows are handed to threads in multiples of `align`: whole micro-panels for the GEMM, and a
+  // 64-byte line of y otherwise, so that two threads never write the same line.
+  int64_t align = 16;
+#if PDCTL_MATMUL_AVX512
+  if (path == Path::kAuto) path = n_tokens >= kGemmMinTokens ? Path::kGemm : Path::kDot;
+  if (path == Path::kDot) kernel = &dot_rows_avx512;
+  if (path == Path::kGemm) {
+    kernel = &gemm_rows_avx512;
+    align = kGemmRowAlign;
+  }
+#endif
+  const MatmulArgs args{&w, x, n_tokens, x_stride, y, y_stride};
+  const int64_t blocks = (w.rows + align - 1) / align;
+  if (!pool || pool->size() == 1 || blocks == 1) {
+    kernel(args, 0, w.rows);
+    return;
+  }
+  pool->parallel_for(blocks, [&](int64_t b0, int64_t b1, int) {
+    kernel(args, b0 * align, std::min(w.rows, b1 * align));
+  });
+}
+
+}  // namespace kernels
 }  // namespace pdctl::engine

@@ -1,0 +1,54 @@
+#pragma once
+// Internal to matmul: the kernels behind matmul() and how it picks one. Tests and the kernel
+// benchmark include this to run each path on its own; the engine uses matmul.h only.
+//
+// Every kernel computes y[t][r] for all tokens and for the rows [r0, r1) of W, so that the
+// dispatcher can split rows between threads (each thread then streams its own part of W).
+#include <cstdint>
+
+#include "engine/cpu/matmul.h"
+
+// The AVX-512 kernels are compiled where the compiler targets them (the default build uses
+// -march=native); a PORTABLE build gets the generic kernel only. See matmul.cpp for why this
+// is a compile-time choice rather than runtime dispatch.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512DQ__) && defined(__F16C__) && defined(__FMA__)
+#define PDCTL_MATMUL_AVX512 1
+#else
+#define PDCTL_MATMUL_AVX512 0
+#endif
+
+namespace pdctl::engine::kernels {
+
+struct MatmulArgs {
+  const WeightView* w;
+  const float* x;
+  int64_t n_tokens;
+  int64_t x_stride;
+  float* y;
+  int64_t y_stride;
+};
+
+enum class Path {
+  kAuto,     // what matmul() does: picks one of the below by dtype and n_tokens
+  kGeneric,  // plain C++ (the PORTABLE build's only kernel)
+  kDot,      // AVX-512 dot products, weights converted in registers (decode, few tokens)
+  kGemm,     // AVX-512 blocked GEMM over converted weight tiles (prefill, many tokens)
+};
+const char* path_name(Path p);
+bool path_available(Path p);
+
+// matmul() with a forced path (kAuto = matmul itself). Unavailable paths fall back to kGeneric.
+void matmul_path(Path path, const WeightView& w, const float* x, int64_t n_tokens,
+                 int64_t x_stride, float* y, int64_t y_stride, ThreadPool* pool);
+
+// Row-range kernels.
+void generic_rows(const MatmulArgs& a, int64_t r0, int64_t r1);
+#if PDCTL_MATMUL_AVX512
+void dot_rows_avx512(const MatmulArgs& a, int64_t r0, int64_t r1);
+void gemm_rows_avx512(const MatmulArgs& a, int64_t r0, int64_t r1);
+// The GEMM splits rows between threads in multiples of this (its packed weight panel).
+inline constexpr int64_t kGemmRowAlign = 32;
+#endif
+
+}  // namespace pdctl::engine::kernels

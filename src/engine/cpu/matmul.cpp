@@ -88,7 +88,7 @@ float dot_generic(const float* a, const float* b, int64_t n) {
 // From this many tokens on, the GEMM (which converts each weight tile once and runs a
 // register-blocked micro-kernel) beats the dot kernels (which convert in registers once per
 // group of 4 tokens). Measured with bench_kernels on Zen 4 for the Llama-3.2-1B shapes.
-constexpr int64_t kGemmMinTokens = 8;
+constexpr int64_t kGemmMinTokens = 12;
 #endif
 
 using RowKernel = void (*)(const MatmulArgs&, int64_t, int64_t);

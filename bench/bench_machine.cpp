@@ -103,7 +103,39 @@ Peaks measure_peaks(pdctl::engine::ThreadPool& pool) {
   return p;
 }
 
-Rate measure_read_bandwidth(pdctl::engine::ThreadPool& pool, int64_t bytes, int reps) {
+// Sums n floats from p. S = 1: one sequential stream. S = 8: like a GEMV over rows of 4 KiB,
+// eight consecutive rows side by side, then the next eight.
+template <int S>
+float read_streams(const float* p, int64_t n) {
+  constexpr int64_t kRow = S == 1 ? 32 : 1024;  // floats per row
+  const int64_t blocks = n / (S * kRow);
+#if PDCTL_MATMUL_AVX512
+  __m512 s[S];
+  for (auto& v : s) v = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float* q = p + b * S * kRow;
+    for (int64_t k = 0; k < kRow; k += 32)
+      for (int j = 0; j < S; ++j)
+        s[j] = _mm512_add_ps(s[j], _mm512_add_ps(_mm512_loadu_ps(q + j * kRow + k), _mm512_loadu_ps(q + j * kRow + k + 16)));
+  }
+  float tot = 0;
+  for (auto& v : s) tot += pdctl::engine::kernels::avx512::hsum(v);
+  return tot;
+#else
+  float acc[16] = {};
+  for (int64_t b = 0; b < blocks; ++b) {
+    const float* q = p + b * S * kRow;
+    for (int64_t k = 0; k < kRow; k += 16)
+      for (int j = 0; j < S; ++j)
+        for (int l = 0; l < 16; ++l) acc[l] += q[j * kRow + k + l];
+  }
+  float tot = 0;
+  for (float v : acc) tot += v;
+  return tot;
+#endif
+}
+
+Rate measure_read_bandwidth(pdctl::engine::ThreadPool& pool, int64_t bytes, int streams, int reps) {
   const int64_t n = bytes / 4;
   std::unique_ptr<float[]> buf(new float[static_cast<size_t>(n)]);
   // Touch every page from the thread that will read it (first-touch placement).
@@ -112,34 +144,18 @@ Rate measure_read_bandwidth(pdctl::engine::ThreadPool& pool, int64_t bytes, int 
     const int64_t b = n * i / threads, e = n * (i + 1) / threads;
     for (int64_t k = b; k < e; ++k) buf[k] = 1.0f;
   });
+  // Each thread reads its part as one stream or as a GEMV reads its rows (eight at once).
+  const int64_t len = n / threads / 8192 * 8192;
   volatile float sink = 0;
   auto read_all = [&] {
     pool.run_on_all([&](int i) {
-      const int64_t b = n * i / threads, e = n * (i + 1) / threads;
-#if PDCTL_MATMUL_AVX512
-      // Eight independent sums of 64-byte loads: a whole cache line per load.
-      __m512 s[8];
-      for (auto& v : s) v = _mm512_setzero_ps();
-      int64_t k = b;
-      for (; k + 128 <= e; k += 128)
-        for (int j = 0; j < 8; ++j) s[j] = _mm512_add_ps(s[j], _mm512_loadu_ps(&buf[k + 16 * j]));
-      float tot = 0;
-      for (auto& v : s) tot += pdctl::engine::kernels::avx512::hsum(v);
-      for (; k < e; ++k) tot += buf[k];
-#else
-      float acc[16] = {};
-      int64_t k = b;
-      for (; k + 16 <= e; k += 16)
-        for (int l = 0; l < 16; ++l) acc[l] += buf[k + l];
-      float tot = 0;
-      for (float v : acc) tot += v;
-      for (; k < e; ++k) tot += buf[k];
-#endif
+      const float* p = buf.get() + n * i / threads;
+      const float tot = streams == 1 ? read_streams<1>(p, len) : read_streams<8>(p, len);
       sink = sink + tot;
     });
   };
   const Timing t = time_median(read_all, reps, 0, threads);
-  const double gb = static_cast<double>(n) * 4 / 1e9;
+  const double gb = static_cast<double>(len * threads) * 4 / 1e9;
   return {gb / t.wall, gb / t.cpu};
 }
 

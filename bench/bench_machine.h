@@ -66,8 +66,10 @@ struct Peaks {
 };
 Peaks measure_peaks(pdctl::engine::ThreadPool& pool);
 
-// GB/s streaming reads of `bytes` (split between the pool's threads); median of `reps`.
-Rate measure_read_bandwidth(pdctl::engine::ThreadPool& pool, int64_t bytes, int reps);
+// GB/s streaming reads of `bytes` (split between the pool's threads, each reading its part as
+// one sequential stream (streams = 1) or as eight 4 KiB rows side by side (8), like a GEMV);
+// median of `reps`.
+Rate measure_read_bandwidth(pdctl::engine::ThreadPool& pool, int64_t bytes, int streams, int reps);
 
 // Median microseconds of one empty parallel_for(n = pool size) round trip.
 double measure_pool_round_trip_us(pdctl::engine::ThreadPool& pool, int calls);

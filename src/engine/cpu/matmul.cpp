@@ -84,13 +84,6 @@ float dot_generic(const float* a, const float* b, int64_t n) {
   return acc[0] + tail;
 }
 
-#if PDCTL_MATMUL_AVX512
-// From this many tokens on, the GEMM (which converts each weight tile once and runs a
-// register-blocked micro-kernel) beats the dot kernels (which convert in registers once per
-// group of 4 tokens). Measured with bench_kernels on Zen 4 for the Llama-3.2-1B shapes.
-constexpr int64_t kGemmMinTokens = 12;
-#endif
-
 using RowKernel = void (*)(const MatmulArgs&, int64_t, int64_t);
 
 }  // namespace
@@ -127,6 +120,7 @@ const char* path_name(Path p) {
     case Path::kGeneric: return "generic";
     case Path::kDot: return "dot";
     case Path::kGemm: return "gemm";
+    case Path::kGemmBf16: return "gemm-bf16";
   }
   return "?";
 }
@@ -137,6 +131,7 @@ bool path_available(Path p) {
     case Path::kGeneric: return true;
     case Path::kDot:
     case Path::kGemm: return PDCTL_MATMUL_AVX512 != 0;
+    case Path::kGemmBf16: return PDCTL_MATMUL_AVX512_BF16 != 0;
   }
   return false;
 }
@@ -149,12 +144,22 @@ void matmul_path(Path path, const WeightView& w, const float* x, int64_t n_token
   // 64-byte line of y otherwise, so that two threads never write the same line.
   int64_t align = 16;
 #if PDCTL_MATMUL_AVX512
-  if (path == Path::kAuto) path = n_tokens >= kGemmMinTokens ? Path::kGemm : Path::kDot;
+  if (path == Path::kAuto) {
+    path = n_tokens < kGemmMinTokens           ? Path::kDot
+           : w.dtype == DType::kBF16 && PDCTL_MATMUL_AVX512_BF16 ? Path::kGemmBf16
+                                                                 : Path::kGemm;
+  }
   if (path == Path::kDot) kernel = &dot_rows_avx512;
   if (path == Path::kGemm) {
     kernel = &gemm_rows_avx512;
     align = kGemmRowAlign;
   }
+#if PDCTL_MATMUL_AVX512_BF16
+  if (path == Path::kGemmBf16 && w.dtype == DType::kBF16) {
+    kernel = &gemm_rows_bf16dot_avx512;
+    align = kGemmRowAlign;
+  }
+#endif
 #endif
   const MatmulArgs args{&w, x, n_tokens, x_stride, y, y_stride};
   const int64_t blocks = (w.rows + align - 1) / align;

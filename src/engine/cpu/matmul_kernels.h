@@ -17,6 +17,11 @@
 #else
 #define PDCTL_MATMUL_AVX512 0
 #endif
+#if PDCTL_MATMUL_AVX512 && defined(__AVX512BF16__)
+#define PDCTL_MATMUL_AVX512_BF16 1
+#else
+#define PDCTL_MATMUL_AVX512_BF16 0
+#endif
 
 namespace pdctl::engine::kernels {
 
@@ -34,13 +39,21 @@ enum class Path {
   kGeneric,  // plain C++ (the PORTABLE build's only kernel)
   kDot,      // AVX-512 dot products, weights converted in registers (decode, few tokens)
   kGemm,     // AVX-512 blocked GEMM over converted weight tiles (prefill, many tokens)
+  kGemmBf16,  // BF16 weights only: GEMM with vdpbf16ps, activations rounded to BF16
 };
 const char* path_name(Path p);
 bool path_available(Path p);
 
-// matmul() with a forced path (kAuto = matmul itself). Unavailable paths fall back to kGeneric.
+// matmul() with a forced path (kAuto = matmul itself). Unavailable paths (and kGemmBf16 for
+// weights other than BF16) fall back to kGeneric.
 void matmul_path(Path path, const WeightView& w, const float* x, int64_t n_tokens,
                  int64_t x_stride, float* y, int64_t y_stride, ThreadPool* pool);
+
+// matmul() uses the GEMM from this many tokens on, the dot kernels below it: the GEMM converts
+// each weight tile once and runs a register-blocked micro-kernel near the FMA peak, but its
+// packing costs about what the dot kernels lose by converting weights in registers once per 4
+// tokens up to ~10-12 tokens (measured on Zen 4, 2048x2048 F16: equal at 10-12).
+inline constexpr int64_t kGemmMinTokens = 12;
 
 // Row-range kernels.
 void generic_rows(const MatmulArgs& a, int64_t r0, int64_t r1);
@@ -49,6 +62,9 @@ void dot_rows_avx512(const MatmulArgs& a, int64_t r0, int64_t r1);
 void gemm_rows_avx512(const MatmulArgs& a, int64_t r0, int64_t r1);
 // The GEMM splits rows between threads in multiples of this (its packed weight panel).
 inline constexpr int64_t kGemmRowAlign = 32;
+#endif
+#if PDCTL_MATMUL_AVX512_BF16
+void gemm_rows_bf16dot_avx512(const MatmulArgs& a, int64_t r0, int64_t r1);
 #endif
 
 }  // namespace pdctl::engine::kernels

@@ -93,6 +93,13 @@ double check_against_reference(const WeightView& w, const std::vector<float>& x,
 
 constexpr double kTolerance = 1.0 / 65536;
 
+// Whether matmul_path(path) on BF16 weights with n tokens rounds activations to BF16.
+bool rounds_activations(kn::Path path, int64_t n) {
+  if (path == kn::Path::kGemmBf16) return true;
+  if (path != kn::Path::kAuto || !kn::path_available(kn::Path::kGemmBf16)) return false;
+  return n >= kn::kGemmMinTokens;
+}
+
 }  // namespace
 
 TEST_CASE("matmul: every path matches the reference over shapes, dtypes, strides, threads") {
@@ -105,7 +112,7 @@ TEST_CASE("matmul: every path matches the reference over shapes, dtypes, strides
   const Shape shapes[] = {{1, 32}, {5, 17}, {37, 64}, {33, 100}, {70, 288}, {129, 544}, {300, 96}};
   const int64_t token_counts[] = {1, 2, 3, 7, 16, 64, 100};
   const DType dtypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0};
-  const kn::Path paths[] = {kn::Path::kAuto, kn::Path::kGeneric, kn::Path::kDot, kn::Path::kGemm};
+  const kn::Path paths[] = {kn::Path::kAuto, kn::Path::kGeneric, kn::Path::kDot, kn::Path::kGemm, kn::Path::kGemmBf16};
   ThreadPool pool2(2), pool3(3);
   ThreadPool* pools[] = {nullptr, &pool2, &pool3};
 
@@ -122,6 +129,13 @@ TEST_CASE("matmul: every path matches the reference over shapes, dtypes, strides
         for (float& v : x) v = normal(rng);
         for (kn::Path path : paths) {
           if (!kn::path_available(path)) continue;
+          // Paths that round activations to BF16 are checked against the reference for
+          // rounded activations (so that a bug cannot hide in the larger rounding error);
+          // their distance from the exact result has its own test below.
+          const bool rounds_x = dtype == DType::kBF16 && rounds_activations(path, n);
+          std::vector<float> xr = x;
+          if (rounds_x)
+            for (float& v : xr) v = bf16_to_fp32(fp32_to_bf16(v));
           for (ThreadPool* pool : pools) {
             CAPTURE(dtype_name(dtype));
             CAPTURE(s.rows);
@@ -136,12 +150,29 @@ TEST_CASE("matmul: every path matches the reference over shapes, dtypes, strides
             for (int64_t t = 0; t < n; ++t)
               for (int64_t r = s.rows; r < y_stride; ++r) gaps_intact &= y[t * y_stride + r] == 12345.f;
             CHECK(gaps_intact);
-            CHECK(check_against_reference(w, x, n, x_stride, y, y_stride) <= kTolerance);
+            CHECK(check_against_reference(w, xr, n, x_stride, y, y_stride) <= kTolerance);
           }
         }
       }
     }
   }
+}
+
+TEST_CASE("matmul: BF16 with activations rounded to BF16 stays within 2^-9 of the exact result") {
+  // Rounding each x to BF16 moves it by at most 2^-9 of itself, so the result moves by at most
+  // 2^-9 of sum |x w|, plus the f32 accumulation error.
+  if (!kn::path_available(kn::Path::kGemmBf16)) return;
+  std::mt19937 rng(77);
+  const Matrix m = random_matrix(DType::kBF16, 70, 2048, rng);
+  const int64_t n = 40;
+  std::vector<float> x(static_cast<size_t>(n * 2048));
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (float& v : x) v = normal(rng);
+  std::vector<float> y(static_cast<size_t>(n * 70));
+  kn::matmul_path(kn::Path::kGemmBf16, m.view(), x.data(), n, 2048, y.data(), 70, nullptr);
+  const double err = check_against_reference(m.view(), x, n, 2048, y, 70);
+  CHECK(err <= 1.0 / 512 + kTolerance);
+  MESSAGE("BF16 activations: worst error " << err << " of sum |x w| (bound 2^-9 = " << 1.0 / 512 << ")");
 }
 
 TEST_CASE("matmul: F32 is accurate to a few float roundings on long rows") {

@@ -1,6 +1,7 @@
 #include "engine/cpu/matmul.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -139,36 +140,53 @@ bool path_available(Path p) {
 void matmul_path(Path path, const WeightView& w, const float* x, int64_t n_tokens,
                  int64_t x_stride, float* y, int64_t y_stride, ThreadPool* pool) {
   if (w.rows <= 0 || n_tokens <= 0) return;
+  const MatmulArgs args{&w, x, n_tokens, x_stride, y, y_stride};
+  const bool threaded = pool && pool->size() > 1;
   RowKernel kernel = &generic_rows;
-  // Rows are handed to threads in multiples of `align`: whole micro-panels for the GEMM, and a
-  // 64-byte line of y otherwise, so that two threads never write the same line.
-  int64_t align = 16;
 #if PDCTL_MATMUL_AVX512
   if (path == Path::kAuto) {
-    path = n_tokens < kGemmMinTokens           ? Path::kDot
+    path = n_tokens < kGemmMinTokens                             ? Path::kDot
            : w.dtype == DType::kBF16 && PDCTL_MATMUL_AVX512_BF16 ? Path::kGemmBf16
                                                                  : Path::kGemm;
   }
   if (path == Path::kDot) kernel = &dot_rows_avx512;
-  if (path == Path::kGemm) {
-    kernel = &gemm_rows_avx512;
-    align = kGemmRowAlign;
-  }
+  const GemmKernel* gemm = nullptr;
+  static const GemmKernel kGemmF32 = gemm_avx512();
+  if (path == Path::kGemm) gemm = &kGemmF32;
 #if PDCTL_MATMUL_AVX512_BF16
-  if (path == Path::kGemmBf16 && w.dtype == DType::kBF16) {
-    kernel = &gemm_rows_bf16dot_avx512;
-    align = kGemmRowAlign;
+  static const GemmKernel kGemmBf16Dot = gemm_bf16dot_avx512();
+  if (path == Path::kGemmBf16 && w.dtype == DType::kBF16) gemm = &kGemmBf16Dot;
+#endif
+  if (gemm) {
+    // The packed activations belong to the calling thread and are read by all.
+    // It only grows: resizing down and up again would clear it on every call.
+    thread_local std::vector<std::byte> packed;
+    const size_t need = static_cast<size_t>(gemm->packed_x_bytes(args)) + 64;
+    if (packed.size() < need) packed.resize(need);
+    void* xp = packed.data() + (64 - reinterpret_cast<uintptr_t>(packed.data()) % 64) % 64;
+    const int64_t blocks = (w.rows + kGemmRowAlign - 1) / kGemmRowAlign;
+    if (!threaded) {
+      gemm->pack_x(args, xp, 0, n_tokens);
+      gemm->rows(args, xp, 0, w.rows);
+      return;
+    }
+    pool->parallel_for(n_tokens, [&](int64_t t0, int64_t t1, int) { gemm->pack_x(args, xp, t0, t1); });
+    pool->parallel_for(blocks, [&](int64_t b0, int64_t b1, int) {
+      gemm->rows(args, xp, b0 * kGemmRowAlign, std::min(w.rows, b1 * kGemmRowAlign));
+    });
+    return;
   }
 #endif
-#endif
-  const MatmulArgs args{&w, x, n_tokens, x_stride, y, y_stride};
-  const int64_t blocks = (w.rows + align - 1) / align;
-  if (!pool || pool->size() == 1 || blocks == 1) {
+  // Dot and generic kernels hand rows to threads in 64-byte lines of y, so that two threads
+  // never write the same line.
+  constexpr int64_t kAlign = 16;
+  const int64_t blocks = (w.rows + kAlign - 1) / kAlign;
+  if (!threaded || blocks == 1) {
     kernel(args, 0, w.rows);
     return;
   }
   pool->parallel_for(blocks, [&](int64_t b0, int64_t b1, int) {
-    kernel(args, b0 * align, std::min(w.rows, b1 * align));
+    kernel(args, b0 * kAlign, std::min(w.rows, b1 * kAlign));
   });
 }
 

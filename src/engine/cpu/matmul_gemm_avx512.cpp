@@ -42,24 +42,11 @@ struct FreeDeleter {
   void operator()(float* p) const { std::free(p); }
 };
 
-// Per-thread scratch, 64-byte aligned: the packed weight tile and the activations' k block.
-struct Scratch {
-  std::unique_ptr<float, FreeDeleter> wp{
+// Per-thread scratch, 64-byte aligned: the packed weight tile.
+float* weight_tile() {
+  thread_local std::unique_ptr<float, FreeDeleter> wp{
       static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kNC * kKC))};
-  std::unique_ptr<float, FreeDeleter> xp;
-  int64_t xp_floats = 0;
-  float* x_block(int64_t floats) {
-    if (floats > xp_floats) {
-      xp.reset(static_cast<float*>(std::aligned_alloc(64, sizeof(float) * floats)));
-      xp_floats = floats;
-    }
-    return xp.get();
-  }
-};
-
-Scratch& scratch() {
-  thread_local Scratch s;
-  return s;
+  return wp.get();
 }
 
 // Packs W[r0 .. r0+nr)[k0 .. k0+kc) (nr <= 32) into wp[k][32], k < kc rounded up to 16;
@@ -136,27 +123,34 @@ __mmask16 lane_mask(int n) {
   return n >= 16 ? static_cast<__mmask16>(0xffff) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1);
 }
 
+int64_t k_blocks(const MatmulArgs& a) { return (a.w->cols + kKC - 1) / kKC; }
+
+// The activations as [k block][token][kKC] floats: what one (row block, k block) step needs is
+// then one sequential stream, which the hardware prefetchers follow (copying short row
+// pieces per step instead cost 5-15% at 512 tokens).
+int64_t packed_x_bytes(const MatmulArgs& a) { return k_blocks(a) * a.n_tokens * kKC * sizeof(float); }
+
+void pack_x(const MatmulArgs& a, void* out, int64_t t0, int64_t t1) {
+  float* xp = static_cast<float*>(out);
+  const int64_t K = a.w->cols;
+  for (int64_t kb = 0; kb < k_blocks(a); ++kb) {
+    const int64_t k0 = kb * kKC;
+    const int kc = static_cast<int>(std::min<int64_t>(kKC, K - k0));
+    for (int64_t t = t0; t < t1; ++t) std::copy_n(a.x + t * a.x_stride + k0, kc, xp + (kb * a.n_tokens + t) * kKC);
+  }
+}
+
 template <DType D>
-void gemm_rows_dtype(const MatmulArgs& a, int64_t r0, int64_t r1) {
+void rows_dtype(const MatmulArgs& a, const void* packed_x, int64_t r0, int64_t r1) {
   const WeightView& w = *a.w;
   const int64_t K = w.cols;
   const int64_t T = a.n_tokens;
-  const int64_t k_blocks = (K + kKC - 1) / kKC;
-  Scratch& s = scratch();
-  float* wp = s.wp.get();
-  // The activations, once per call, as [k block][token][kKC]: what one (row block, k block)
-  // step needs is then one sequential stream, which the hardware prefetchers follow (copying
-  // short row pieces per step instead cost 5-15% at 512 tokens).
-  float* xp = s.x_block(k_blocks * T * kKC);
-  for (int64_t kb = 0; kb < k_blocks; ++kb) {
-    const int64_t k0 = kb * kKC;
-    const int kc = static_cast<int>(std::min<int64_t>(kKC, K - k0));
-    for (int64_t t = 0; t < T; ++t) std::copy_n(a.x + t * a.x_stride + k0, kc, xp + (kb * T + t) * kKC);
-  }
+  const float* xp = static_cast<const float*>(packed_x);
+  float* wp = weight_tile();
   for (int64_t rb = r0; rb < r1; rb += kNC) {
     const int nc = static_cast<int>(std::min<int64_t>(kNC, r1 - rb));
     const int panels = (nc + kNR - 1) / kNR;
-    for (int64_t kb = 0; kb < k_blocks; ++kb) {
+    for (int64_t kb = 0; kb < k_blocks(a); ++kb) {
       const int64_t k0 = kb * kKC;
       const int kc = static_cast<int>(std::min<int64_t>(kKC, K - k0));
       for (int p = 0; p < panels; ++p)
@@ -175,16 +169,18 @@ void gemm_rows_dtype(const MatmulArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
-}  // namespace
-
-void gemm_rows_avx512(const MatmulArgs& a, int64_t r0, int64_t r1) {
+void rows(const MatmulArgs& a, const void* packed_x, int64_t r0, int64_t r1) {
   switch (a.w->dtype) {
-    case DType::kF32: return gemm_rows_dtype<DType::kF32>(a, r0, r1);
-    case DType::kF16: return gemm_rows_dtype<DType::kF16>(a, r0, r1);
-    case DType::kBF16: return gemm_rows_dtype<DType::kBF16>(a, r0, r1);
-    case DType::kQ8_0: return gemm_rows_dtype<DType::kQ8_0>(a, r0, r1);
+    case DType::kF32: return rows_dtype<DType::kF32>(a, packed_x, r0, r1);
+    case DType::kF16: return rows_dtype<DType::kF16>(a, packed_x, r0, r1);
+    case DType::kBF16: return rows_dtype<DType::kBF16>(a, packed_x, r0, r1);
+    case DType::kQ8_0: return rows_dtype<DType::kQ8_0>(a, packed_x, r0, r1);
   }
 }
+
+}  // namespace
+
+GemmKernel gemm_avx512() { return {&packed_x_bytes, &pack_x, &rows}; }
 
 }  // namespace pdctl::engine::kernels
 

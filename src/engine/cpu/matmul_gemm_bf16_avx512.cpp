@@ -35,23 +35,10 @@ struct FreeDeleter {
   void operator()(uint32_t* p) const { std::free(p); }
 };
 
-struct Scratch {
-  std::unique_ptr<uint32_t, FreeDeleter> wp{
+uint32_t* weight_tile() {
+  thread_local std::unique_ptr<uint32_t, FreeDeleter> wp{
       static_cast<uint32_t*>(std::aligned_alloc(64, sizeof(uint32_t) * kNC * kKP))};
-  std::unique_ptr<uint32_t, FreeDeleter> xp;
-  int64_t xp_words = 0;
-  uint32_t* x_block(int64_t words) {
-    if (words > xp_words) {
-      xp.reset(static_cast<uint32_t*>(std::aligned_alloc(64, sizeof(uint32_t) * words)));
-      xp_words = words;
-    }
-    return xp.get();
-  }
-};
-
-Scratch& scratch() {
-  thread_local Scratch s;
-  return s;
+  return wp.get();
 }
 
 // 32 BF16 of a row from element k, of which the first n (<= 32) are real, as 16 words.
@@ -80,7 +67,7 @@ void pack_panel(const WeightView& w, int64_t r0, int nr, int64_t k0, int kc, uin
 }
 
 // x[k0 .. k0+kc) rounded to BF16 (nearest even), as kc/2 (rounded up) words, zero-padded.
-void pack_x(const float* x, int kc, uint32_t* out) {
+void pack_x_row(const float* x, int kc, uint32_t* out) {
   int k = 0;
   for (; k + 32 <= kc; k += 32) {
     const __m512bh b = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k));
@@ -140,25 +127,32 @@ __mmask16 lane_mask(int n) {
   return n >= 16 ? static_cast<__mmask16>(0xffff) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1);
 }
 
-}  // namespace
+constexpr int kKC = 2 * kKP;
 
-void gemm_rows_bf16dot_avx512(const MatmulArgs& a, int64_t r0, int64_t r1) {
+int64_t k_blocks(const MatmulArgs& a) { return (a.w->cols + kKC - 1) / kKC; }
+
+// Activations as [k block][token][kKP] words of BF16 pairs.
+int64_t packed_x_bytes(const MatmulArgs& a) { return k_blocks(a) * a.n_tokens * kKP * sizeof(uint32_t); }
+
+void pack_x(const MatmulArgs& a, void* out, int64_t t0, int64_t t1) {
+  uint32_t* xp = static_cast<uint32_t*>(out);
+  for (int64_t kb = 0; kb < k_blocks(a); ++kb) {
+    const int kc = static_cast<int>(std::min<int64_t>(kKC, a.w->cols - kb * kKC));
+    for (int64_t t = t0; t < t1; ++t)
+      pack_x_row(a.x + t * a.x_stride + kb * kKC, kc, xp + (kb * a.n_tokens + t) * kKP);
+  }
+}
+
+void rows(const MatmulArgs& a, const void* packed_x, int64_t r0, int64_t r1) {
   const WeightView& w = *a.w;
   const int64_t K = w.cols;
   const int64_t T = a.n_tokens;
-  constexpr int kKC = 2 * kKP;
-  const int64_t k_blocks = (K + kKC - 1) / kKC;
-  Scratch& s = scratch();
-  uint32_t* wp = s.wp.get();
-  uint32_t* xp = s.x_block(k_blocks * T * kKP);
-  for (int64_t kb = 0; kb < k_blocks; ++kb) {
-    const int kc = static_cast<int>(std::min<int64_t>(kKC, K - kb * kKC));
-    for (int64_t t = 0; t < T; ++t) pack_x(a.x + t * a.x_stride + kb * kKC, kc, xp + (kb * T + t) * kKP);
-  }
+  const uint32_t* xp = static_cast<const uint32_t*>(packed_x);
+  uint32_t* wp = weight_tile();
   for (int64_t rb = r0; rb < r1; rb += kNC) {
     const int nc = static_cast<int>(std::min<int64_t>(kNC, r1 - rb));
     const int panels = (nc + kNR - 1) / kNR;
-    for (int64_t kb = 0; kb < k_blocks; ++kb) {
+    for (int64_t kb = 0; kb < k_blocks(a); ++kb) {
       const int64_t k0 = kb * kKC;
       const int kc = static_cast<int>(std::min<int64_t>(kKC, K - k0));
       const int np = (kc + 1) / 2;
@@ -176,6 +170,10 @@ void gemm_rows_bf16dot_avx512(const MatmulArgs& a, int64_t r0, int64_t r1) {
     }
   }
 }
+
+}  // namespace
+
+GemmKernel gemm_bf16dot_avx512() { return {&packed_x_bytes, &pack_x, &rows}; }
 
 }  // namespace pdctl::engine::kernels
 

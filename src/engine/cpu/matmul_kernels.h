@@ -59,12 +59,22 @@ inline constexpr int64_t kGemmMinTokens = 12;
 void generic_rows(const MatmulArgs& a, int64_t r0, int64_t r1);
 #if PDCTL_MATMUL_AVX512
 void dot_rows_avx512(const MatmulArgs& a, int64_t r0, int64_t r1);
-void gemm_rows_avx512(const MatmulArgs& a, int64_t r0, int64_t r1);
-// The GEMM splits rows between threads in multiples of this (its packed weight panel).
+#endif
+
+// A GEMM runs in two steps, each split between threads: the activations are packed once per
+// call into a buffer the caller provides (by token ranges), then rows are computed from it.
+struct GemmKernel {
+  int64_t (*packed_x_bytes)(const MatmulArgs& a);
+  void (*pack_x)(const MatmulArgs& a, void* packed_x, int64_t t0, int64_t t1);
+  void (*rows)(const MatmulArgs& a, const void* packed_x, int64_t r0, int64_t r1);
+};
+// GEMMs split rows between threads in multiples of this (their packed weight panel).
 inline constexpr int64_t kGemmRowAlign = 32;
+#if PDCTL_MATMUL_AVX512
+GemmKernel gemm_avx512();
 #endif
 #if PDCTL_MATMUL_AVX512_BF16
-void gemm_rows_bf16dot_avx512(const MatmulArgs& a, int64_t r0, int64_t r1);
+GemmKernel gemm_bf16dot_avx512();
 #endif
 
 }  // namespace pdctl::engine::kernels

@@ -24,14 +24,21 @@ void dequantize_row(const WeightView& w, int64_t r, float* out) {
       std::memcpy(out, row, static_cast<size_t>(w.cols) * sizeof(float));
       return;
     }
+    // memcpy loads: a view may start at any byte (the kernels do not assume alignment either).
     case DType::kF16: {
-      const uint16_t* p = reinterpret_cast<const uint16_t*>(row);
-      for (int64_t k = 0; k < w.cols; ++k) out[k] = fp16_to_fp32(p[k]);
+      for (int64_t k = 0; k < w.cols; ++k) {
+        uint16_t h;
+        std::memcpy(&h, row + 2 * k, 2);
+        out[k] = fp16_to_fp32(h);
+      }
       return;
     }
     case DType::kBF16: {
-      const uint16_t* p = reinterpret_cast<const uint16_t*>(row);
-      for (int64_t k = 0; k < w.cols; ++k) out[k] = bf16_to_fp32(p[k]);
+      for (int64_t k = 0; k < w.cols; ++k) {
+        uint16_t h;
+        std::memcpy(&h, row + 2 * k, 2);
+        out[k] = bf16_to_fp32(h);
+      }
       return;
     }
     case DType::kQ8_0: {
@@ -95,12 +102,13 @@ void generic_rows(const MatmulArgs& a, int64_t r0, int64_t r1) {
   // Four rows at a time, converted to floats once and used for every token.
   constexpr int kRows = 4;
   thread_local std::vector<float> buf;
-  if (w.dtype != DType::kF32) buf.resize(static_cast<size_t>(kRows * K));
+  if (buf.size() < static_cast<size_t>(kRows * K)) buf.resize(static_cast<size_t>(kRows * K));
   for (int64_t r = r0; r < r1; r += kRows) {
     const int nr = static_cast<int>(std::min<int64_t>(kRows, r1 - r));
     const float* rows[kRows];
     for (int j = 0; j < nr; ++j) {
-      if (w.dtype == DType::kF32) {
+      // F32 rows are used in place where aligned (always, for GGUF tensors); otherwise copied.
+      if (w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.row(r + j)) % alignof(float) == 0) {
         rows[j] = reinterpret_cast<const float*>(w.row(r + j));
       } else {
         dequantize_row(w, r + j, buf.data() + j * K);

@@ -110,6 +110,15 @@ void generic_rows(const MatmulArgs& a, int64_t r0, int64_t r1) {
       // F32 rows are used in place where aligned (always, for GGUF tensors); otherwise copied.
       if (w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.row(r + j)) % alignof(float) == 0) {
         rows[j] = reinterpret_cast<const float*>(w.row(r + j));
+      } else if (w.dtype == DType::kF16) {
+        float* out = buf.data() + j * K;
+        const uint8_t* row = w.row(r + j);
+        for (int64_t k = 0; k < K; ++k) {
+          uint16_t h;
+          std::memcpy(&h, row + 2 * k, 2);
+          out[k] = fp16_to_fp32_branchless(h);
+        }
+        rows[j] = out;
       } else {
         dequantize_row(w, r + j, buf.data() + j * K);
         rows[j] = buf.data() + j * K;
@@ -145,7 +154,7 @@ bool path_available(Path p) {
   return false;
 }
 
-void matmul_path(Path path, const WeightView& w, const float* x, int64_t n_tokens,
+void matmul_path([[maybe_unused]] Path path, const WeightView& w, const float* x, int64_t n_tokens,
                  int64_t x_stride, float* y, int64_t y_stride, ThreadPool* pool) {
   if (w.rows <= 0 || n_tokens <= 0) return;
   const MatmulArgs args{&w, x, n_tokens, x_stride, y, y_stride};

@@ -5,6 +5,7 @@
 // Every kernel computes y[t][r] for all tokens and for the rows [r0, r1) of W, so that the
 // dispatcher can split rows between threads (each thread then streams its own part of W).
 #include <cstdint>
+#include <cstring>
 
 #include "engine/cpu/matmul.h"
 
@@ -54,6 +55,31 @@ void matmul_path(Path path, const WeightView& w, const float* x, int64_t n_token
 // packing costs about what the dot kernels lose by converting weights in registers once per 4
 // tokens up to ~10-12 tokens (measured on Zen 4, 2048x2048 F16: equal at 10-12).
 inline constexpr int64_t kGemmMinTokens = 12;
+
+// Half to float without branches (so that the generic kernel's conversion loop vectorises),
+// exact for every input like fp16_to_fp32: normal and infinite/NaN halves are rebiased by a
+// shift and one multiply by 2^-112; subnormal halves as the float 0.5 + m 2^-24, minus 0.5.
+inline float fp16_to_fp32_branchless(uint16_t h) {
+  const uint32_t w = static_cast<uint32_t>(h) << 16;
+  const uint32_t sign = w & 0x80000000u;
+  const uint32_t two_w = w + w;  // exponent and mantissa at the top, sign dropped
+  const auto as_float = [](uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  const auto as_bits = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+  };
+  // Exponent rebias by 224 (= 0xE0) then scale by 2^-112: net +112 = 127 - 15, and half's
+  // Inf/NaN exponent 31 lands on 255 before the scale keeps it there (Inf * 2^-112 = Inf).
+  const float normal = as_float((two_w >> 4) + (0xE0u << 23)) * 0x1.0p-112f;
+  const float subnormal = as_float((two_w >> 17) | (126u << 23)) - 0.5f;
+  const uint32_t bits = two_w < (1u << 27) ? as_bits(subnormal) : as_bits(normal);
+  return as_float(sign | bits);
+}
 
 // Row-range kernels.
 void generic_rows(const MatmulArgs& a, int64_t r0, int64_t r1);

@@ -124,6 +124,21 @@ bool rounds_activations(kn::Path path, int64_t n) {
 
 }  // namespace
 
+TEST_CASE("matmul: the generic kernel's branch-free half conversion is exact for all 65536 halves") {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float a = fp16_to_fp32(static_cast<uint16_t>(h));
+    const float b = kn::fp16_to_fp32_branchless(static_cast<uint16_t>(h));
+    if (std::isnan(a)) {
+      REQUIRE(std::isnan(b));
+    } else {
+      uint32_t ua, ub;
+      std::memcpy(&ua, &a, 4);
+      std::memcpy(&ub, &b, 4);
+      REQUIRE(ua == ub);
+    }
+  }
+}
+
 TEST_CASE("matmul: every path matches the reference over shapes, dtypes, strides, threads") {
   std::mt19937 rng(1234);
   struct Shape {

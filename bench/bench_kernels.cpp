@@ -301,6 +301,24 @@ int main(int argc, char** argv) {
         }
       }
     }
+    // BF16 prefill: the exact GEMM (weights to F32) against vdpbf16ps (activations to BF16).
+    if (kn::path_available(kn::Path::kGemmBf16)) {
+      arena.fill(DType::kBF16);
+      for (int th : opt.threads) {
+        ThreadPool pool(th);
+        const Shape& s = kShapes[0];
+        auto exact = [](const WeightView& w, const float* x, int64_t n, int64_t xs, float* y, int64_t ys, ThreadPool* p) {
+          kn::matmul_path(kn::Path::kGemm, w, x, n, xs, y, ys, p);
+        };
+        auto dot = [](const WeightView& w, const float* x, int64_t n, int64_t xs, float* y, int64_t ys, ThreadPool* p) {
+          kn::matmul_path(kn::Path::kGemmBf16, w, x, n, xs, y, ys, p);
+        };
+        const Result e = run_matmul(exact, arena, DType::kBF16, s, 512, pool, 0.5, 3);
+        const Result d = run_matmul(dot, arena, DType::kBF16, s, 512, pool, 0.5, 3);
+        std::printf("%-20s bf16 T=512  thr=%d: exact (F32 GEMM) %7.1f (cpu %7.1f) GFLOP/s, vdpbf16ps %7.1f (cpu %7.1f) "
+                    "GFLOP/s\n", s.name, th, e.gflops, e.cpu_gflops, d.gflops, d.cpu_gflops);
+      }
+    }
 #if PDCTL_BENCH_OPENBLAS
     arena.fill(DType::kF32);
     for (int th : opt.threads) {

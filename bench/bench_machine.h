@@ -38,11 +38,11 @@ inline double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Runs f() once to warm up, then until at least `min_reps` runs and `min_total_s` seconds
-// (at most 200 runs); returns the medians of one run.
+// Runs f() once to warm up (unless min_reps is 1: runs of seconds), then until at least
+// `min_reps` runs and `min_total_s` seconds (at most 200 runs); returns the medians of one run.
 template <class F>
 Timing time_median(F&& f, int min_reps, double min_total_s, int threads = 1) {
-  f();
+  if (min_reps > 1) f();
   std::vector<double> wall, cpu;
   double total = 0;
   while ((static_cast<int>(wall.size()) < min_reps || total < min_total_s) && wall.size() < 200) {

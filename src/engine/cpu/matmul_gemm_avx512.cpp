@@ -37,6 +37,7 @@ constexpr int kMR = PDCTL_GEMM_MR;  // tokens per micro-kernel: 12 x 2 = 24 accu
 constexpr int kKC = PDCTL_GEMM_KC;  // k per packed tile: a 32-row micro-panel is 64 KiB (L2)
 constexpr int kNC = PDCTL_GEMM_NC;  // rows per packed tile: kNC x kKC floats = 512 KiB of L2
 static_assert(kGemmRowAlign == kNR);
+static_assert(kKC % kQ8_0BlockElems == 0, "k blocks must hold whole Q8_0 blocks");
 
 struct FreeDeleter {
   void operator()(float* p) const { std::free(p); }

@@ -174,6 +174,14 @@ void matmul_path([[maybe_unused]] Path path, const WeightView& w, const float* x
   static const GemmKernel kGemmBf16Dot = gemm_bf16dot_avx512();
   if (path == Path::kGemmBf16 && w.dtype == DType::kBF16) gemm = &kGemmBf16Dot;
 #endif
+  if (gemm && n_tokens > kGemmMaxTokens) {
+    // Long prompts in chunks: bounds the packed activations (and the y block that each row
+    // block revisits per k block) at the cost of converting each weight once per chunk (~2%).
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += kGemmMaxTokens)
+      matmul_path(path, w, x + t0 * x_stride, std::min(kGemmMaxTokens, n_tokens - t0), x_stride, y + t0 * y_stride,
+                  y_stride, pool);
+    return;
+  }
   if (gemm) {
     // The packed activations belong to the calling thread and are read by all.
     // It only grows: resizing down and up again would clear it on every call.

@@ -55,6 +55,8 @@ void matmul_path(Path path, const WeightView& w, const float* x, int64_t n_token
 // packing costs about what the dot kernels lose by converting weights in registers once per 4
 // tokens up to ~10-12 tokens (measured on Zen 4, 2048x2048 F16: equal at 10-12).
 inline constexpr int64_t kGemmMinTokens = 12;
+// Longer calls run the GEMM on chunks of this many tokens.
+inline constexpr int64_t kGemmMaxTokens = 1024;
 
 // Half to float without branches (so that the generic kernel's conversion loop vectorises),
 // exact for every input like fp16_to_fp32: normal and infinite/NaN halves are rebiased by a

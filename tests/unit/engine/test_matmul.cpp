@@ -235,6 +235,24 @@ TEST_CASE("matmul: F32 is accurate to a few float roundings on long rows") {
   }
 }
 
+TEST_CASE("matmul: calls longer than one GEMM chunk") {
+  std::mt19937 rng(3);
+  const int64_t n = kn::kGemmMaxTokens * 2 + 37;
+  for (DType dtype : {DType::kF16, DType::kBF16}) {
+    const Matrix m = random_matrix(dtype, 40, 64, rng);
+    std::vector<float> x(static_cast<size_t>(n * 64));
+    std::normal_distribution<float> normal(0.f, 1.f);
+    for (float& v : x) v = normal(rng);
+    std::vector<float> xr = x;
+    if (rounds_activations(kn::Path::kAuto, n) && dtype == DType::kBF16)
+      for (float& v : xr) v = bf16_to_fp32(fp32_to_bf16(v));
+    ThreadPool pool(2);
+    std::vector<float> y(static_cast<size_t>(n * 40));
+    matmul(m.view(), x.data(), n, 64, y.data(), 40, &pool);
+    CHECK(check_against_reference(m.view(), xr, n, 64, y, 40) <= kTolerance);
+  }
+}
+
 TEST_CASE("matmul: weights at an unaligned address and special values") {
   // Memory-mapped GGUF tensors are only 32-byte aligned, or less in old files: every path uses
   // unaligned loads for weights and activations.

@@ -1,64 +1,118 @@
 #include "engine/cpu/thread_pool.h"
 
 #include <algorithm>
+#include <climits>
+
+#ifdef __linux__
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace pdctl::engine {
+namespace {
 
-ThreadPool::ThreadPool(int threads) {
+// Set while a thread runs a job of some pool: a call from inside a job runs inline.
+thread_local bool t_in_job = false;
+
+// Sleeps while *word == expected (returns at once if it already differs; may wake
+// spuriously: callers loop). A direct futex instead of mutex + condition variable: the
+// handoff is one atomic store plus one wake syscall each way. Measured on the 2-core Zen 4 VM
+// (empty parallel_for over 2 threads, median): 6.0 -> 4.5 us. No spinning before sleeping:
+// at ~120 matmuls per decoded token that is ~0.5 ms of a ~90 ms token (<1%), not worth
+// burning a core that other work (or the other engine role) could use.
+void wait_while_equal(std::atomic<uint32_t>& word, uint32_t expected) {
+#ifdef __linux__
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+#else
+  word.wait(expected, std::memory_order_acquire);
+#endif
+}
+
+void wake_all(std::atomic<uint32_t>& word) {
+#ifdef __linux__
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+#else
+  word.notify_all();
+#endif
+}
+
+void pin_to_nth_allowed_cpu([[maybe_unused]] std::thread& t, [[maybe_unused]] int n) {
+#ifdef __linux__
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+  const int count = CPU_COUNT(&allowed);
+  if (count == 0) return;
+  n %= count;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &allowed)) continue;
+    if (n-- == 0) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      pthread_setaffinity_np(t.native_handle(), sizeof(one), &one);
+      return;
+    }
+  }
+#endif
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(int threads, ThreadPoolOptions options) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_main(i); });
+  for (int i = 1; i < threads; ++i) {
+    workers_.emplace_back([this, i] { worker_main(i); });
+    if (options.pin_workers) pin_to_nth_allowed_cpu(workers_.back(), i);
+  }
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  wake_.notify_all();
+  stop_.store(true, std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);
+  wake_all(generation_);
   for (auto& t : workers_) t.join();
 }
 
 void ThreadPool::worker_main(int index) {
-  uint64_t seen = 0;
+  uint32_t seen = 0;
   for (;;) {
-    const std::function<void(int)>* job;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-    }
-    (*job)(index);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_.notify_one();
-    }
+    uint32_t g;
+    while ((g = generation_.load(std::memory_order_acquire)) == seen) wait_while_equal(generation_, seen);
+    seen = g;
+    if (stop_.load(std::memory_order_relaxed)) return;
+    t_in_job = true;
+    (*job_)(index);
+    t_in_job = false;
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_all(pending_);
   }
 }
 
 void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
-  if (workers_.empty()) {
-    fn(0);
+  if (workers_.empty() || t_in_job) {
+    // Nested use (or no workers): every share on this thread, in order.
+    for (int i = 0; i < size(); ++i) fn(i);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    pending_ = static_cast<int>(workers_.size());
-    ++generation_;
-  }
-  wake_.notify_all();
+  std::lock_guard<std::mutex> lock(call_mu_);
+  job_ = &fn;
+  pending_.store(static_cast<uint32_t>(workers_.size()), std::memory_order_relaxed);
+  generation_.fetch_add(1, std::memory_order_release);  // publishes job_ and pending_
+  wake_all(generation_);
+  t_in_job = true;
   fn(0);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  t_in_job = false;
+  uint32_t p;
+  while ((p = pending_.load(std::memory_order_acquire)) != 0) wait_while_equal(pending_, p);
   job_ = nullptr;
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {
   if (n <= 0) return;
   const int t = static_cast<int>(std::min<int64_t>(size(), n));
-  if (t == 1) {
+  if (t == 1 || t_in_job) {
     fn(0, n, 0);
     return;
   }

@@ -14,6 +14,7 @@
 
 #include "engine/cpu/thread_pool.h"
 #include "engine/model_loader.h"
+#include "engine/model_writer.h"
 
 namespace pdctl::engine {
 namespace {
@@ -53,7 +54,8 @@ ModelConfig llama_1b() {
   c.rms_norm_eps = 1e-5;
   c.rope_theta = 500000;
   c.rope_style = RopeStyle::kHalves;
-  c.rope_freq_factors = llama3_rope_freq_factors(64, 500000, Llama3RopeScaling{32.0, 1.0, 4.0, 8192});
+  c.llama3_scaling = Llama3RopeScaling{32.0, 1.0, 4.0, 8192};
+  c.rope_freq_factors = llama3_rope_freq_factors(64, 500000, *c.llama3_scaling);
   c.tie_word_embeddings = true;
   c.bos_token_id = 1;
   c.eos_token_ids = {2};
@@ -81,51 +83,17 @@ std::shared_ptr<const void> alloc_bytes(int64_t n) {
 }
 
 // Fills one tensor: value(i) = offset + scale * uniform, from a seed per chunk, then
-// stored in `dtype`.
+// stored in `dtype` (kChunk is a multiple of 32, so Q8_0 blocks never straddle chunks).
 void fill(void* dst, DType dtype, int64_t n, float offset, float scale, uint64_t seed, ThreadPool& pool) {
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   pool.parallel_for(chunks, [&](int64_t c0, int64_t c1, int) {
-    float tmp[kQ8_0BlockElems];
+    std::vector<float> tmp(static_cast<size_t>(kChunk));
     for (int64_t c = c0; c < c1; ++c) {
       uint64_t s = seed ^ (static_cast<uint64_t>(c) * 0xd1342543de82ef95ull);
       splitmix64(s);
       const int64_t b = c * kChunk, e = std::min(n, b + kChunk);
-      switch (dtype) {
-        case DType::kF32: {
-          float* p = static_cast<float*>(dst);
-          for (int64_t i = b; i < e; ++i) p[i] = offset + scale * uniform(s);
-          break;
-        }
-        case DType::kF16: {
-          uint16_t* p = static_cast<uint16_t*>(dst);
-          for (int64_t i = b; i < e; ++i) p[i] = fp32_to_fp16(offset + scale * uniform(s));
-          break;
-        }
-        case DType::kBF16: {
-          uint16_t* p = static_cast<uint16_t*>(dst);
-          for (int64_t i = b; i < e; ++i) p[i] = fp32_to_bf16(offset + scale * uniform(s));
-          break;
-        }
-        case DType::kQ8_0: {  // kChunk is a multiple of 32, so blocks never straddle chunks
-          uint8_t* p = static_cast<uint8_t*>(dst);
-          for (int64_t i = b; i < e; i += kQ8_0BlockElems) {
-            float amax = 0;
-            for (int j = 0; j < kQ8_0BlockElems; ++j) {
-              tmp[j] = offset + scale * uniform(s);
-              amax = std::max(amax, std::fabs(tmp[j]));
-            }
-            const float d = amax / 127.0f;
-            const uint16_t dh = fp32_to_fp16(d);
-            uint8_t* blk = p + i / kQ8_0BlockElems * kQ8_0BlockBytes;
-            std::memcpy(blk, &dh, 2);
-            const float id = d != 0 ? 1.0f / d : 0.0f;
-            for (int j = 0; j < kQ8_0BlockElems; ++j) {
-              blk[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(tmp[j] * id)));
-            }
-          }
-          break;
-        }
-      }
+      for (int64_t i = b; i < e; ++i) tmp[static_cast<size_t>(i - b)] = offset + scale * uniform(s);
+      encode_row(dtype, tmp.data(), e - b, static_cast<uint8_t*>(dst) + dtype_bytes(dtype, b));
     }
   });
 }

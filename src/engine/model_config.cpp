@@ -199,6 +199,7 @@ Result<ModelConfig> config_from_hf(const nlohmann::json& j, const nlohmann::json
         return f.wrong("rope_scaling", "a valid llama3 scaling");
       }
       if (c.head_dim > 0) c.rope_freq_factors = llama3_rope_freq_factors(c.head_dim, c.rope_theta, s);
+      c.llama3_scaling = s;
     } else if (type != "default" && !type.empty()) {
       return Status::unsupported(fmt::format("{}: key 'rope_scaling' of type '{}' is not supported (only llama3)",
                                              file, type));

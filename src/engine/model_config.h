@@ -3,6 +3,7 @@
 // from GGUF metadata, or given by a dummy preset. Everything the forward pass needs to
 // know about the architecture is a field here, so the model code has no per-format cases.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,8 @@ struct ModelConfig {
   RopeStyle rope_style = RopeStyle::kHalves;
   // Per rotation pair, the divisor of its angle (llama3 scaling); empty: none.
   std::vector<float> rope_freq_factors;
+  // The llama3 parameters the factors came from, when known (the HF writer needs them).
+  std::optional<Llama3RopeScaling> llama3_scaling;
   bool attention_bias = false;    // q/k/v projections have biases (Qwen2)
   bool qk_norm = false;           // per-head RMSNorm of q and k before RoPE (Qwen3)
   bool tie_word_embeddings = false;

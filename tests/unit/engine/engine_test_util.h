@@ -85,3 +85,48 @@ inline std::vector<std::vector<int32_t>> greedy(ModelRunner& r, const std::vecto
 }
 
 }  // namespace pdctl::engine::test
+
+#include <unistd.h>
+
+namespace pdctl::engine::test {
+
+// A fresh directory under the system temp dir, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    static int counter = 0;
+    path_ = std::filesystem::temp_directory_path() /
+            ("pdctl-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline std::unique_ptr<ModelRunner> runner_for(LoadedModel m, int threads = 1) {
+  EngineOptions o;
+  o.threads = threads;
+  o.max_total_tokens = 2048;
+  o.page_size = 8;
+  auto r = ModelRunner::create(std::move(m), o);
+  REQUIRE_MESSAGE(r.has_value(), r.status().to_string());
+  return std::move(r).value();
+}
+
+inline LoadedModel load_ok(const std::string& path) {
+  LoadOptions lo;
+  lo.model_path = path;
+  auto m = load_model(lo);
+  REQUIRE_MESSAGE(m.has_value(), m.status().to_string());
+  return std::move(m).value();
+}
+
+}  // namespace pdctl::engine::test

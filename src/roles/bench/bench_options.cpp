@@ -81,6 +81,8 @@ void add_bench_flags(OptionRegistry& reg, BenchOptions& o) {
   reg.add("--output-len", o.output_len, "Generated tokens per sequence")->check(CLI::Range(1, 1 << 24))->group(off);
   reg.add("--threads", o.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 4096))->group(off);
   reg.add("--repeat", o.repeat, "Measured repetitions")->check(CLI::Range(1, 1000))->group(off);
+  reg.add("--save-gguf", o.save_gguf,
+          "Advanced: write the loaded model (e.g. a dummy preset) as a GGUF file here, then exit")->group(off);
 
   const char* kv = "KV transfer (--kv-transfer)";
   reg.add("--total-bytes", o.total_bytes, "Bytes to move")

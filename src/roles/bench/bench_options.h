@@ -67,6 +67,7 @@ struct BenchOptions {
   int output_len = 128;
   int threads = 0;
   int repeat = 3;
+  std::string save_gguf;                        // write the loaded model as GGUF to this path and exit
 
   // KV transfer
   int64_t total_bytes = int64_t{1} << 30;

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Server overhead of `pdctl serve`: what HTTP, JSON and scheduling add to the engine's time.
+
+Starts `pdctl serve --model-path tiny --load-format dummy` (or uses --url), drives it with
+wrk (Debian's `wrk`, one Lua body per case) and reads the engine's own time from /metrics
+(pdctl:engine_forward_seconds_total) before and after each case:
+
+  throughput   /generate and /v1/completions, max_new_tokens 1, --connections (64) at once:
+               requests/s, latency p50/p99
+  per request  the same request one at a time: mean latency - engine time per request
+  per token    a streamed request of --stream-tokens tokens (ignore_eos) one at a time:
+               (latency - engine time) / tokens, and the streamed - non-streamed difference
+               per token (what SSE framing and one write per token cost)
+
+Numbers depend on the machine and on what else runs on it: compare runs made on the same
+machine in the same session only.
+
+  scripts/bench-serve-overhead.py --pdctl build/pdctl [--threads 1] [--duration 10]
+  scripts/bench-serve-overhead.py --url http://127.0.0.1:30000      # a server already running
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, timeout=10):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return r.status, r.read().decode()
+
+
+def metric(url, name):
+    """Sum of a metric's samples in /metrics (0 when absent)."""
+    _, text = get(url + "/metrics")
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def engine_time(url):
+    return metric(url, "pdctl:engine_forward_seconds_total")
+
+
+def parse_duration(s):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
+    if not m:
+        return float("nan")
+    v, unit = float(m.group(1)), m.group(2)
+    return v * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def run_wrk(url, path, body, connections, threads, duration):
+    """Runs wrk; returns {requests, rps, mean, p50, p99, errors} (latencies in seconds)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write('wrk.method = "POST"\n')
+        f.write('wrk.headers["Content-Type"] = "application/json"\n')
+        f.write("wrk.body = %s\n" % json.dumps(json.dumps(body)))
+        lua = f.name
+    try:
+        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency",
+                              "-s", lua, url + path], capture_output=True, text=True, timeout=duration + 60).stdout
+    finally:
+        os.unlink(lua)
+    res = {"errors": 0}
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Requests/sec:"):
+            res["rps"] = float(line.split()[1])
+        elif line.startswith("Latency") and "mean" not in res:
+            res["mean"] = parse_duration(line.split()[1])
+        elif line.startswith("50%"):
+            res["p50"] = parse_duration(line.split()[1])
+        elif line.startswith("99%"):
+            res["p99"] = parse_duration(line.split()[1])
+        elif "requests in" in line:
+            res["requests"] = int(line.split()[0])
+        elif line.startswith("Non-2xx") or line.startswith("Socket errors"):
+            res["errors"] += sum(int(x) for x in re.findall(r"\d+", line))
+    if "rps" not in res:
+        raise RuntimeError("wrk gave no result:\n" + out)
+    return res
+
+
+def case(url, name, path, body, connections, threads, duration):
+    e0 = engine_time(url)
+    r = run_wrk(url, path, body, connections, threads, duration)
+    e1 = engine_time(url)
+    r["engine_per_request"] = (e1 - e0) / max(r.get("requests", 1), 1)
+    r["name"] = name
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pdctl", default="build/pdctl")
+    ap.add_argument("--url", help="use this server instead of starting one")
+    ap.add_argument("--model-path", default="tiny")
+    ap.add_argument("--threads", type=int, default=1, help="the engine's --threads")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--wrk-threads", type=int, default=1)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--stream-tokens", type=int, default=256)
+    ap.add_argument("--output-file", help="append the results as one JSON line")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed (apt-get install wrk)")
+
+    proc = None
+    url = args.url
+    if not url:
+        port = free_port()
+        cmd = [args.pdctl, "serve", "--model-path", args.model_path, "--load-format", "dummy", "--port", str(port),
+               "--threads", str(args.threads), "--log-level", "warning"]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            if proc.poll() is not None:
+                sys.exit("pdctl serve exited: " + proc.stderr.read())
+            try:
+                if get(url + "/health", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                sys.exit("pdctl serve did not become healthy")
+            time.sleep(0.1)
+    try:
+        prompt = {"input_ids": [1, 72, 101, 108, 108, 111]}
+        one = dict(prompt, sampling_params={"max_new_tokens": 1, "temperature": 0})
+        completion = {"prompt": [1, 72, 101, 108, 108, 111], "max_tokens": 1, "temperature": 0}
+        n = args.stream_tokens
+        long_body = dict(prompt, sampling_params={"max_new_tokens": n, "temperature": 0, "ignore_eos": True})
+        run_wrk(url, "/generate", one, 4, 1, 2)  # warm-up
+
+        d = args.duration
+        results = [
+            case(url, f"/generate max_new_tokens=1, {args.connections} connections", "/generate", one,
+                 args.connections, args.wrk_threads, d),
+            case(url, f"/v1/completions max_tokens=1, {args.connections} connections", "/v1/completions", completion,
+                 args.connections, args.wrk_threads, d),
+            case(url, "/generate max_new_tokens=1, 1 connection", "/generate", one, 1, 1, d),
+            case(url, f"/generate {n} tokens, not streamed, 1 connection", "/generate", long_body, 1, 1, d),
+            case(url, f"/generate {n} tokens, streamed, 1 connection", "/generate", dict(long_body, stream=True),
+                 1, 1, d),
+        ]
+        print(f"{'case':<52} {'req/s':>9} {'mean ms':>9} {'p50 ms':>8} {'p99 ms':>8} {'engine ms':>10} {'added ms':>9}")
+        for r in results:
+            added = r["mean"] - r["engine_per_request"]
+            r["added_per_request"] = added
+            print(f"{r['name']:<52} {r['rps']:>9.1f} {r['mean'] * 1e3:>9.3f} {r.get('p50', 0) * 1e3:>8.3f} "
+                  f"{r.get('p99', 0) * 1e3:>8.3f} {r['engine_per_request'] * 1e3:>10.3f} {added * 1e3:>9.3f}"
+                  + (f"  ({r['errors']} errors)" if r["errors"] else ""))
+        whole, streamed = results[3], results[4]
+        per_token = (streamed["mean"] - streamed["engine_per_request"]) / n
+        stream_cost = (streamed["mean"] - whole["mean"]) / n
+        print(f"\nadded per request (1 token, one at a time): {results[2]['added_per_request'] * 1e6:.0f} us")
+        print(f"added per streamed token (latency - engine time) / {n}: {per_token * 1e6:.1f} us")
+        print(f"streamed - not streamed, per token: {stream_cost * 1e6:.1f} us")
+        if args.output_file:
+            with open(args.output_file, "a") as f:
+                f.write(json.dumps({"results": results, "added_per_request_s": results[2]["added_per_request"],
+                                    "added_per_streamed_token_s": per_token, "stream_cost_per_token_s": stream_cost,
+                                    "connections": args.connections, "threads": args.threads}) + "\n")
+    finally:
+        if proc:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    main()

@@ -52,9 +52,10 @@ class FakeWorker:
     with HTTP 500, an error event in the middle of its stream (an error body when not
     streamed) and a connection closed in the middle of the answer."""
 
-    def __init__(self, ttft_s=TTFT_S, itl_s=ITL_S, fail_every=0, fail_all=False):
+    def __init__(self, ttft_s=TTFT_S, itl_s=ITL_S, fail_every=0, fail_all=False, server_info=True):
         self.ttft_s, self.itl_s = ttft_s, itl_s
         self.fail_every, self.fail_all = fail_every, fail_all
+        self.server_info = server_info  # whether it answers /get_server_info
         self.lock = threading.Lock()
         self.served = 0
         self.failed = 0
@@ -81,7 +82,7 @@ class FakeWorker:
                 if self.path == "/get_model_info":
                     return self.send_json(200, {"model_path": "fake-model", "tokenizer_path": None,
                                                 "is_generation": True})
-                if self.path == "/get_server_info":
+                if self.path == "/get_server_info" and worker.server_info:
                     return self.send_json(200, {"model_path": "fake-model", "load_format": "dummy",
                                                 "internal_states": [{}], "version": "fake"})
                 self.send_json(404, {"error": {"message": "not found"}})
@@ -326,6 +327,10 @@ def check_run(ctx, target, backend, stream, num_prompts=NUM_PROMPTS):
     check_eq(len(j["ttfts"]), num_prompts, what)
     check_eq(sum(1 for e in j["errors"] if e), failures, what, j["errors"])
     check(j["duration"] > 0, what)
+    if target.worker:
+        # sglang reads /get_server_info for the sglang backend only, and does without it.
+        fake_info = {"version": "fake"} if backend == "sglang" and target.worker.server_info else None
+        check_eq(j["server_info"] and {"version": j["server_info"].get("version")}, fake_info, what)
 
     ok = [i for i, e in enumerate(j["errors"]) if not e]
     ttfts = [j["ttfts"][i] * 1000 for i in ok]
@@ -375,8 +380,8 @@ def fake_all_backends_streamed_and_not(ctx):
 @test
 def fake_failed_requests_are_counted_not_fatal(ctx):
     # Every 4th request fails: 6 of 24 (2 each of HTTP 500, an error event, a dropped
-    # connection).
-    target = fake_target(ctx, fail_every=4)
+    # connection). This fake has no /get_server_info either.
+    target = fake_target(ctx, fail_every=4, server_info=False)
     check_run(ctx, target, "sglang", True)
     target.worker.served = 0
     check_run(ctx, target, "openai-chat", False)

@@ -32,6 +32,12 @@ constexpr std::chrono::milliseconds kConnectTimeout = std::chrono::seconds(60);
 constexpr size_t kMaxErrorBody = 16 * 1024;
 // File descriptors kept for everything that is not a connection to the server.
 constexpr rlim_t kSpareFds = 64;
+// Connections without --max-concurrency. sglang opens one per request, which for a large
+// --num-prompts at rate inf runs out of ephemeral ports (about 28,000) and passes any
+// server's connection limit (pdctl serve's --max-connections is 4096); the requests beyond
+// it wait for a connection in the client, and that wait counts in their latency, as a wait
+// in the server's queue would.
+constexpr size_t kDefaultMaxConnections = 4096;
 
 // Raises the soft limit on open files to the hard one and returns how many connections
 // fit under it: the default soft limit (1024) would cap a run without --max-concurrency.
@@ -55,6 +61,7 @@ struct Slot {
   bool warmup = false;
   bool active = false;
   int status = 0;            // of the response head; 0 until it came
+  bool whole = false;        // read the answer as one body (not streamed, or not SSE)
   double now = 0;            // when the body piece being parsed was read
   net::RequestHandle handle;
   net::SseParser sse;
@@ -92,6 +99,7 @@ class Driver {
     DriverRun out;
     out.warmup = warmup_status_;
     out.finished = finished_;
+    out.start_s = start_s_;
     out.duration_s = phase_ == Phase::kWarmup ? 0.0 : end_s_ - start_s_;
     out.interrupted = signal_ != 0;
     out.signal = signal_;
@@ -99,6 +107,7 @@ class Driver {
     return out;
   }
 
+  void on_head(Slot* s, const net::ResponseHead& head);
   void on_body(Slot* s, std::string_view bytes);
   void on_done(Slot* s, const Status& st);
   void feed_stream(Slot* s, std::string_view bytes);
@@ -108,7 +117,8 @@ class Driver {
 
   net::ClientOptions client_options(int warmup_count) const {
     net::ClientOptions o;
-    size_t want = cfg_.max_concurrency ? static_cast<size_t>(*cfg_.max_concurrency) : requests_.size();
+    size_t want = cfg_.max_concurrency ? static_cast<size_t>(*cfg_.max_concurrency)
+                                       : std::min(requests_.size(), kDefaultMaxConnections);
     want = std::max({want, static_cast<size_t>(std::max(warmup_count, 0)), size_t{1}});
     const size_t budget = connection_budget();
     if (want > budget) {
@@ -149,12 +159,13 @@ class Driver {
     // back: the server never saw the request, so it is sent again on a new connection.
     req.retry_if_stale = true;
     s->status = 0;
+    s->whole = !cfg_.stream;
     s->body.clear();
     s->sse = net::SseParser();
     s->active = true;
     net::ResponseHandlers h;
     // Each captures only the slot pointer: small enough for std::function's inline buffer.
-    h.on_head = [s](const net::ResponseHead& head) { s->status = head.status; };
+    h.on_head = [s](const net::ResponseHead& head) { s->driver->on_head(s, head); };
     h.on_body = [s](std::string_view bytes) { s->driver->on_body(s, bytes); };
     h.on_done = [s](const Status& st) { s->driver->on_done(s, st); };
     s->handle = client_->request(cfg_.target.endpoint, std::move(req), std::move(h));
@@ -303,6 +314,14 @@ void Driver::feed_stream(Slot* s, std::string_view bytes) {
   if (!st) fail_request(*s->rec, st.message());
 }
 
+void Driver::on_head(Slot* s, const net::ResponseHead& head) {
+  s->status = head.status;
+  // A server that answers a streaming request with a plain JSON body (it ignored
+  // "stream") is read as a whole answer rather than as an empty stream.
+  std::string_view type = head.headers.get("Content-Type");
+  s->whole = !cfg_.stream || type.substr(0, type.find(';')).find("event-stream") == std::string_view::npos;
+}
+
 void Driver::on_body(Slot* s, std::string_view bytes) {
   RequestRecord& rec = *s->rec;
   if (rec.finished) return;
@@ -310,7 +329,7 @@ void Driver::on_body(Slot* s, std::string_view bytes) {
     s->body.append(bytes.substr(0, kMaxErrorBody - std::min(kMaxErrorBody, s->body.size())));
     return;
   }
-  if (!cfg_.stream) {
+  if (s->whole) {
     s->body.append(bytes);
     return;
   }
@@ -330,7 +349,7 @@ void Driver::on_done(Slot* s, const Status& st) {
       fail_request(rec, st.message());
     } else if (s->status != 200) {
       fail_http(rec, s->status, net::status_reason(s->status), s->body);
-    } else if (cfg_.stream) {
+    } else if (!s->whole) {
       if (s->sse.has_partial()) feed_stream(s, "\n\n");  // a last event without its blank line
       finish_stream(rec);
     } else {

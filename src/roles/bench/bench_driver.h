@@ -4,7 +4,7 @@
 // (warmup, then the timed run), on one thread.
 //
 // Design: one libuv loop and one HttpClient (keep-alive connections to the server, as
-// many as --max-concurrency, else as many as requests). The RequestDispatcher says which
+// many as --max-concurrency, else as many as requests up to 4096). The RequestDispatcher says which
 // request may go now (Poisson arrivals, the concurrency limit); the driver calls it at the
 // start, after every completion and from one timer set for the next arrival, so nothing
 // polls. Each request in flight has a Slot, reused across requests, that holds its SSE
@@ -47,6 +47,7 @@ struct DriverRun {
   Status warmup;                        // not ok: no warmup request succeeded (nothing measured)
   std::vector<RequestRecord> records;   // the measured requests, in dataset order
   size_t finished = 0;                  // records that are final (succeeded or failed)
+  double start_s = 0;                   // when the timed run began (the records' clock)
   double duration_s = 0;                // first send to last completion (or to the interrupt)
   bool interrupted = false;             // a signal stopped the run early
   int signal = 0;                       // which

@@ -249,13 +249,16 @@ void Scheduler::process_batch() {
 }
 
 void Scheduler::sample(Request& r, std::span<const float> logits) {
+  SampleResult s = sampler_.sample(logits, r.req.sampling, r.sampler);
+  append_token(r, s.token, s.logprob, std::move(s.top_logprobs));
+}
+
+void Scheduler::append_token(Request& r, int32_t token, float logprob, std::vector<TokenLogprob> top) {
   const SamplingParams& p = r.req.sampling;
-  SampleResult s = sampler_.sample(logits, p, r.sampler);
-  const int32_t token = s.token;
   r.sampler.accept(token);
   r.fill.push_back(token);
   r.out.token_ids.push_back(token);
-  if (p.return_logprob) r.out.logprobs.push_back({token, s.logprob, std::move(s.top_logprobs)});
+  if (p.return_logprob) r.out.logprobs.push_back({token, logprob, std::move(top)});
   metrics_.generated_tokens.fetch_add(1, std::memory_order_relaxed);
 
   // Stop token (EOS unless ignore_eos, or stop_token_ids) first, then stop strings, then

@@ -86,6 +86,9 @@ class Scheduler {
   void build_batch();
   void process_batch();
   void sample(Request& r, std::span<const float> logits);
+  // A new output token, sampled here or (PD decode, later) sampled by the prefill worker:
+  // detokenize, check stop conditions, send the chunk or finish.
+  void append_token(Request& r, int32_t token, float logprob, std::vector<TokenLogprob> top);
   void finish(Request& r, FinishInfo info, bool cache);
   void retract(Request& r);
   bool allocate(int n, std::vector<int32_t>& pages);

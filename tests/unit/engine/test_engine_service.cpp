@@ -187,3 +187,46 @@ TEST_CASE("engine service: preemption under a tiny KV pool still gives the golde
     wait_idle_load(*e);
   }
 }
+
+// Not a test (skipped unless run with --no-skip): prints how much of the wall time of a
+// batch goes to the engine outside forward(). Speed is never asserted.
+//   build/tests/unit_engine -tc='engine service: overhead report*' --no-skip
+TEST_CASE("engine service: overhead report (benchmark, prints only)" * doctest::skip()) {
+  if (!have_stories()) return;
+  for (const int n : {1, 8, 32, 64}) {
+    for (const bool text : {false, true}) {
+      EngineSetup s;
+      s.max_total_tokens = 16384;
+      auto e = start_engine(s);
+      // The engine thread waits in the first request's sink until everything is submitted,
+      // so the batch is whole from its first step and the test thread is idle meanwhile.
+      Gate go, holding, done;
+      submit_ok(*e, greedy_request("hold", golden_rows()[0].prompt_tokens, 1), [&](OutputChunk&&) {
+        holding.open();
+        CHECK(go.wait());
+      });
+      REQUIRE(holding.wait());
+      std::atomic<int> left{n};
+      for (int i = 0; i < n; ++i) {
+        GenerateRequest r = greedy_request(rid_of("m", i), golden_rows()[static_cast<size_t>(i) % 6].prompt_tokens, 200);
+        r.detokenize = text;
+        if (text) r.stop = {"zebra"};
+        submit_ok(*e, std::move(r), [&](OutputChunk&& c) {
+          if (c.finished && left.fetch_sub(1) == 1) done.open();
+        });
+      }
+      const EngineCounters k0 = e->counters();
+      const auto t0 = std::chrono::steady_clock::now();
+      go.open();
+      REQUIRE(done.wait());
+      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const EngineCounters k = e->counters();
+      const double fwd = k.forward_seconds - k0.forward_seconds;
+      const double steps = static_cast<double>(k.forward_steps - k0.forward_steps);
+      MESSAGE("batch " << n << (text ? ", text + stop string" : ", ids only") << ": " << steps << " steps, wall "
+                       << wall * 1e3 << " ms, forward " << fwd * 1e3 << " ms, outside forward "
+                       << (wall - fwd) / steps * 1e6 << " us/step = " << (wall - fwd) / (n * 200.0) * 1e6
+                       << " us/token (" << 100 * (wall - fwd) / wall << "%)");
+    }
+  }
+}

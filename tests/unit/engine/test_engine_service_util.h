@@ -3,6 +3,7 @@
 // request's chunks, the golden rows. Waits are bounded: a hang fails the test instead.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <fstream>

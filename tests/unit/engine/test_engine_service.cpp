@@ -223,7 +223,7 @@ TEST_CASE("engine service: overhead report (benchmark, prints only)" * doctest::
       const EngineCounters k = e->counters();
       const double fwd = k.forward_seconds - k0.forward_seconds;
       const double steps = static_cast<double>(k.forward_steps - k0.forward_steps);
-      MESSAGE("batch " << n << (text ? ", text + stop string" : ", ids only") << ": " << steps << " steps, wall "
+      MESSAGE("batch " << n << std::string(text ? ", text + stop string" : ", ids only") << ": " << steps << " steps, wall "
                        << wall * 1e3 << " ms, forward " << fwd * 1e3 << " ms, outside forward "
                        << (wall - fwd) / steps * 1e6 << " us/step = " << (wall - fwd) / (n * 200.0) * 1e6
                        << " us/token (" << 100 * (wall - fwd) / wall << "%)");

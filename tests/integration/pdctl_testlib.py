@@ -164,7 +164,8 @@ def sse_events(method, url, body=None, headers=None, timeout=60):
 class Proc:
     """A pdctl process started by a test; its stderr goes to a log file."""
 
-    def __init__(self, ctx, name, args, env=None):
+    def __init__(self, ctx, name, args, env=None, argv=None):
+        """Runs `pdctl ARGS`, or `argv` as given (a helper such as a fake worker)."""
         self.ctx = ctx
         self.name = name
         self.args = args
@@ -172,7 +173,7 @@ class Proc:
         self._log = open(self.log_path, "wb")
         full_env = dict(os.environ)
         full_env.update(env or {})
-        self.popen = subprocess.Popen([ctx.pdctl] + args, stdout=self._log, stderr=subprocess.STDOUT,
+        self.popen = subprocess.Popen(argv or ([ctx.pdctl] + args), stdout=self._log, stderr=subprocess.STDOUT,
                                       env=full_env, start_new_session=True)
         self.port = None
         self.url = None
@@ -263,6 +264,21 @@ class Context:
             p.wait_healthy(health_path, timeout)
         return p
 
+    def start_fake_worker(self, mode="regular", model="fake-model", name=None, port=None, wait=True):
+        """Starts tests/integration/fake_worker.py (a fake SGLang worker: regular, prefill or
+        decode) on a free port and waits for its /health."""
+        port = port or free_port()
+        name = name or f"fake-{mode}-{len(self.procs)}"
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_worker.py")
+        argv = [sys.executable, script, "--port", str(port), "--mode", mode, "--model", model]
+        p = Proc(self, name, argv[1:], argv=argv)
+        p.port = port
+        p.url = f"http://127.0.0.1:{port}"
+        self.procs.append(p)
+        if wait:
+            p.wait_healthy("/health", 30)
+        return p
+
     def run(self, *args, timeout=300, env=None):
         """Runs pdctl to completion; returns CompletedProcess with text stdout/stderr."""
         full_env = dict(os.environ)
@@ -318,6 +334,36 @@ def run_tests():
     sys.exit(0)
 
 
+def fake_config(worker, **cfg):
+    """Changes a fake worker's behaviour (see fake_worker.py)."""
+    status, body = http_json("POST", worker.url + "/_fake/config", cfg)
+    check_eq(status, 200, body)
+
+
+def fake_requests(worker):
+    """The generation requests a fake worker received, with their outcome."""
+    status, body = http_json("GET", worker.url + "/_fake/requests")
+    check_eq(status, 200, body)
+    return body["requests"]
+
+
+def metric_value(metrics_text, name, **labels):
+    """The value of one Prometheus sample (labels matched exactly), or None."""
+    for line in metrics_text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        got = {}
+        if "{" in head:
+            for part in head[head.index("{") + 1:head.rindex("}")].split(","):
+                if part:
+                    k, _, v = part.partition("=")
+                    got[k] = v.strip('"')
+        if head.split("{")[0] == name and got == {k: str(v) for k, v in labels.items()}:
+            return float(value)
+    return None
+
+
 def parallel(fn, items, workers=16):
     """Runs fn(item) on a thread per item (up to `workers` at once); returns results in order."""
     from concurrent.futures import ThreadPoolExecutor
@@ -328,5 +374,5 @@ def parallel(fn, items, workers=16):
 __all__ = [
     "test", "skip", "check", "check_eq", "free_port", "wait_until", "http_request", "http_json",
     "sse_events", "Proc", "Context", "run_tests", "parallel", "SKIP", "CheckFailed", "threading",
-    "time", "json", "os", "signal", "subprocess",
+    "time", "json", "os", "signal", "subprocess", "fake_config", "fake_requests", "metric_value",
 ]

@@ -279,6 +279,39 @@ class Context:
             p.wait_healthy("/health", 30)
         return p
 
+    def openai_module(self):
+        """The official `openai` npm package (v4), installed once into BUILD/npm with npm and
+        reused; skips the test when node, npm or the registry is unavailable."""
+        node, npm = shutil.which("node"), shutil.which("npm")
+        if not node or not npm:
+            skip("node and npm are needed for the openai client test")
+        prefix = os.path.join(self.build, "npm")
+        module = os.path.join(prefix, "node_modules", "openai")
+        os.makedirs(prefix, exist_ok=True)
+        import fcntl
+        with open(os.path.join(prefix, ".install.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test runs install once
+            if not os.path.exists(os.path.join(module, "package.json")):
+                try:
+                    r = subprocess.run([npm, "install", "--prefix", prefix, "--no-audit", "--no-fund",
+                                        "--loglevel=error", "openai@4"],
+                                       capture_output=True, text=True, timeout=240)
+                except subprocess.TimeoutExpired:
+                    skip("npm install openai@4 timed out (no network?)")
+                if r.returncode != 0 or not os.path.exists(os.path.join(module, "package.json")):
+                    skip(f"npm install openai@4 failed (no network?): {r.stderr.strip()[-300:]}")
+        return module
+
+    def openai_client(self, base_url, spec, api_key="none"):
+        """Runs tests/integration/openai_client.js with the official client against
+        base_url (".../v1"); returns its JSON result."""
+        module = self.openai_module()
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openai_client.js")
+        r = subprocess.run(["node", script, base_url, api_key, json.dumps(spec)], capture_output=True,
+                           text=True, timeout=120, env=dict(os.environ, OPENAI_MODULE=module))
+        check(r.returncode == 0, "openai client failed:", r.stderr[-2000:])
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
     def run(self, *args, timeout=300, env=None):
         """Runs pdctl to completion; returns CompletedProcess with text stdout/stderr."""
         full_env = dict(os.environ)

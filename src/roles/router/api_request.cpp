@@ -13,12 +13,11 @@ ApiRequest::ApiRequest(RouterContext& ctx, ApiInput input, net::Response resp)
     : ctx_(ctx),
       in_(std::move(input)),
       resp_(std::move(resp)),
-      deadline_(ctx.loop),
-      backoff_(ctx.loop),
       arrived_(ctx.now()) {}
 
 ApiRequest::~ApiRequest() {
   // Normally finish() ran; this covers a request dropped by a loop that stopped.
+  ctx_.deadlines.remove(*this);
   if (holds_slot_) ctx_.core.admission().release(ctx_.now());
 }
 
@@ -68,10 +67,13 @@ void ApiRequest::submit() {
 
 void ApiRequest::start() {
   phase_ = Phase::kRunning;
-  deadline_.start(ctx_.request_timeout(), [weak = weak_from_this()] {
-    if (auto self = weak.lock()) self->on_timeout();
-  });
+  ctx_.deadlines.add(*this, ctx_.now() + ctx_.request_timeout());
   start_attempt();
+}
+
+void ApiRequest::on_deadline() {
+  auto self = shared_from_this();  // on_timeout() may drop the last other owner
+  on_timeout();
 }
 
 void ApiRequest::attempt_failed(const AttemptResult& result, Reply last) {
@@ -94,7 +96,8 @@ void ApiRequest::attempt_failed(const AttemptResult& result, Reply last) {
                 result.http_status, d.delay.count());
   ++attempt_;
   phase_ = Phase::kBackoff;
-  backoff_.start(d.delay, [weak = weak_from_this()] {
+  if (!backoff_) backoff_ = std::make_unique<net::Timer>(ctx_.loop);
+  backoff_->start(d.delay, [weak = weak_from_this()] {
     auto self = weak.lock();
     if (!self || self->phase_ != Phase::kBackoff) return;
     self->phase_ = Phase::kRunning;
@@ -146,7 +149,7 @@ void ApiRequest::fail_stream(int status, std::string_view message, std::string_v
 void ApiRequest::on_timeout() {
   if (done()) return;
   cancel_attempt();
-  backoff_.cancel();
+  if (backoff_) backoff_->cancel();
   std::string msg = fmt::format("the request took longer than --request-timeout-secs ({} s)",
                                 ctx_.opts.request_timeout_secs);
   if (!started()) {
@@ -167,8 +170,8 @@ void ApiRequest::finish(std::string_view error_type) {
   if (done()) return;
   phase_ = Phase::kDone;
   cancel_attempt();
-  deadline_.cancel();
-  backoff_.cancel();
+  ctx_.deadlines.remove(*this);
+  if (backoff_) backoff_->cancel();
   TimePoint now = ctx_.now();
   RouterMetrics& m = ctx_.core.metrics();
   auto took = std::chrono::duration<double>(now - arrived_);

@@ -7,7 +7,8 @@
 //
 // Lifetime: the request is owned by the on_close callback of its Response (the server
 // keeps that until the response is finished or the client is gone) and by the callbacks of
-// its upstream calls while they run. Timers hold it weakly.
+// its upstream calls while they run. The deadline list and the backoff timer hold it
+// weakly (the list by a raw link that finish() and the destructor remove).
 //
 // Per attempt the subclass either finishes the request (reply / end_stream / fail_stream)
 // or calls attempt_failed() before anything reached the client, which retries (a new
@@ -50,7 +51,7 @@ struct ApiInput {
   net::Headers headers;      // to forward to workers
 };
 
-class ApiRequest : public std::enable_shared_from_this<ApiRequest> {
+class ApiRequest : public std::enable_shared_from_this<ApiRequest>, private DeadlineNode {
  public:
   ApiRequest(RouterContext& ctx, ApiInput input, net::Response resp);
   virtual ~ApiRequest();
@@ -96,13 +97,13 @@ class ApiRequest : public std::enable_shared_from_this<ApiRequest> {
   enum class Phase { kNew, kQueued, kRunning, kBackoff, kDone };
 
   void start();
+  void on_deadline() override;
   void on_timeout();
   void on_client_gone();
   void finish(std::string_view error_type);
 
   net::Response resp_;
-  net::Timer deadline_;
-  net::Timer backoff_;
+  std::unique_ptr<net::Timer> backoff_;  // made on the first retry: most requests never wait
   Phase phase_ = Phase::kNew;
   uint32_t attempt_ = 0;
   bool holds_slot_ = false;

@@ -124,8 +124,11 @@ void PdRequest::start_attempt() {
 }
 
 void PdRequest::cancel_attempt() {
+  // See RegularRequest::cancel_attempt: the handles go as well as the calls.
   prefill_.call.cancel();
   decode_.call.cancel();
+  prefill_.call = {};
+  decode_.call = {};
   prefill_.load.release();
   decode_.load.release();
 }
@@ -223,6 +226,7 @@ void PdRequest::side_failed(Side& failed, Side& other, const AttemptResult& resu
   // The pair is finished: the other worker's work is useless now (a real prefill would
   // wait for its decode peer's pages, a decode for its KV).
   other.call.cancel();
+  other.call = {};
   other.load.release();
   const char* side = &failed == &prefill_ ? "prefill" : "decode";
   std::string msg = st.is_ok() ? fmt::format("{} worker {} answered {}", side, failed.worker->url(), failed.status)

@@ -66,6 +66,9 @@ void RegularRequest::start_attempt() {
 
 void RegularRequest::cancel_attempt() {
   call_.cancel();
+  // Our hold on the call goes too: its callbacks hold this request, and a call the client
+  // already dropped (its loop stopping) would keep them, and the request, alive.
+  call_ = {};
   load_.release();
 }
 

@@ -6,6 +6,7 @@
 
 #include "net/event_loop.h"
 #include "net/http_client.h"
+#include "roles/router/deadline_list.h"
 #include "roles/router/router_core.h"
 #include "roles/router/router_options.h"
 #include "roles/router/upstream.h"
@@ -22,6 +23,8 @@ struct RouterContext {
   net::HttpClient& client;
   net::HttpClient& control;
   UpstreamCache upstreams;
+  // --request-timeout-secs of every request in flight.
+  DeadlineList& deadlines;
   // Called after a request joined the admission queue: (re)arms the queue's expiry timer.
   std::function<void()> on_enqueued;
 

@@ -65,9 +65,10 @@ RouterServer::RouterServer(net::EventLoop& loop, roles::RouterOptions opts, std:
     : loop_(loop),
       opts_(std::move(opts)),
       core_(std::move(core)),
+      deadlines_(loop),
+      ctx_{loop, opts_, *core_, client_, control_, {}, deadlines_, {}},
       client_(loop, api_client_options(opts_)),
       control_(loop, control_client_options(opts_)),
-      ctx_{loop, opts_, *core_, client_, control_, {}, {}},
       health_(ctx_),
       admission_timer_(loop),
       server_(loop, server_options(opts_)) {

@@ -44,14 +44,17 @@ class RouterServer {
   void handle_api(ApiRoute route, const net::Request& req, net::Response resp);
   void arm_admission_expiry();
 
-  // Declaration order is destruction order in reverse: the server and the monitor go
-  // before the clients and the core that their callbacks use.
+  // Destruction runs bottom-up: the server and the monitor go first, then the clients
+  // (dropping their callbacks may end the last requests, which still use the context and
+  // the core), then the context and the core. The context refers to the clients before
+  // they are built; it only stores the references.
   net::EventLoop& loop_;
   roles::RouterOptions opts_;
   std::unique_ptr<RouterCore> core_;
+  DeadlineList deadlines_;
+  RouterContext ctx_;
   net::HttpClient client_;
   net::HttpClient control_;
-  RouterContext ctx_;
   HealthMonitor health_;
   net::Timer admission_timer_;
   net::HttpServer server_;

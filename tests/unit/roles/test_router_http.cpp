@@ -211,3 +211,55 @@ TEST_CASE("router: a whole reply keeps the worker's status, type and length; the
   }
   CHECK(calls == 3);
 }
+
+namespace {
+
+struct Node : DeadlineNode {
+  std::vector<int>* fired = nullptr;
+  int id = 0;
+  std::function<void()> then;
+  void on_deadline() override {
+    fired->push_back(id);
+    if (then) then();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("deadlines: one timer fires every due node in order; removed nodes never fire") {
+  LoopThread lt;
+  std::vector<int> fired;
+  Event all_done;
+  auto list = lt.call([&] { return std::make_unique<DeadlineList>(lt.loop()); });
+  std::vector<std::unique_ptr<Node>> nodes;
+  for (int i = 0; i < 5; ++i) {
+    nodes.push_back(std::make_unique<Node>());
+    nodes.back()->fired = &fired;
+    nodes.back()->id = i;
+  }
+  lt.call([&] {
+    TimePoint now = Clock::now();
+    list->add(*nodes[0], now + 30ms);
+    list->add(*nodes[1], now + 40ms);
+    list->add(*nodes[2], now + 10ms);  // earlier than the tail: placed in order
+    list->add(*nodes[3], now + 50ms);
+    list->add(*nodes[4], now + 60ms);
+    CHECK(nodes[2]->linked());
+    list->remove(*nodes[1]);
+    list->remove(*nodes[1]);  // idempotent
+    CHECK_FALSE(nodes[1]->linked());
+    // A callback that removes a later node and re-adds itself.
+    nodes[0]->then = [&] {
+      list->remove(*nodes[3]);
+      nodes[0]->then = nullptr;
+      list->add(*nodes[0], Clock::now() + 5ms);
+    };
+    nodes[4]->then = [&] { all_done.set(); };
+  });
+  REQUIRE(all_done.wait());
+  lt.call([&] {
+    CHECK(fired == std::vector<int>{2, 0, 0, 4});
+    CHECK(list->empty());
+    list.reset();
+  });
+}

@@ -35,23 +35,24 @@ void ApiRequest::submit() {
     start();
     return;
   }
-  auto ticket = ac.enqueue(ctx_.now(), [weak = weak_from_this(), this](Status st) {
+  auto ticket = ac.enqueue(ctx_.now(), [weak = weak_from_this(), ctx = &ctx_](Status st) {
     // Runs inside the controller's release() or expire(); a granted slot is ours from
     // here on, so it is recorded now and the start itself is posted, not run inside
     // another request's completion.
     auto self = weak.lock();
     if (!self) {
-      if (st.is_ok()) ctx_.core.admission().release(ctx_.now());
+      // Gone without cancelling its ticket (not expected): the slot goes back.
+      if (st.is_ok()) ctx->core.admission().release(ctx->now());
       return;
     }
-    ticket_.reset();
+    self->ticket_.reset();
     if (!st.is_ok()) {
-      ctx_.core.metrics().record_admission_rejected("queue_timeout");
-      reply(Reply::error(408, st.message()), "queue_timeout");
+      ctx->core.metrics().record_admission_rejected("queue_timeout");
+      self->reply(Reply::error(408, st.message()), "queue_timeout");
       return;
     }
-    holds_slot_ = true;
-    ctx_.loop.post([weak] {
+    self->holds_slot_ = true;
+    ctx->loop.post([weak] {
       if (auto s = weak.lock(); s && s->phase_ == Phase::kQueued) s->start();
     });
   });

@@ -21,8 +21,17 @@ MODEL = "fake-model"
 # ----------------------------------------------------------------------------- the deployment
 
 def start_workers(ctx, n_prefill=2, n_decode=2):
-    """Starts the workers; returns ([prefill Proc], [decode Proc]), each healthy, with .url."""
+    """Starts the workers; returns ([prefill Proc], [decode Proc]), each healthy, with .url,
+    and each prefill with the .bootstrap_port it listens on for its decode peers. With the
+    real roles this becomes, per prefill worker:
+        bp = free_port()
+        p = ctx.start("prefill", "--model-path", ctx.stories_gguf(),
+                      "--disaggregation-bootstrap-port", str(bp), ...)
+        p.bootstrap_port = bp
+    """
     prefills = [ctx.start_fake_worker("prefill", MODEL, name=f"prefill-{i}") for i in range(n_prefill)]
+    for p in prefills:
+        p.bootstrap_port = free_port()  # the fakes only record it
     decodes = [ctx.start_fake_worker("decode", MODEL, name=f"decode-{i}") for i in range(n_decode)]
     return prefills, decodes
 
@@ -41,8 +50,8 @@ def expected_chat_text(messages, n_tokens):
 
 def start_router(ctx, prefills, decodes, *flags):
     args = ["--pd-disaggregation"]
-    for i, p in enumerate(prefills):
-        args += ["--prefill", p.url, str(9100 + i)]
+    for p in prefills:
+        args += ["--prefill", p.url, str(p.bootstrap_port)]
     args += ["--decode"] + [d.url for d in decodes]
     return ctx.start("router", *args, "--health-check-interval-secs", "1", *flags, health_path="/readiness")
 

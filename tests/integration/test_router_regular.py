@@ -21,7 +21,8 @@ MODEL = "fake-model"
 # ----------------------------------------------------------------------------- the deployment
 
 def start_workers(ctx, n=2):
-    """Starts `n` colocated workers; returns [Proc], each healthy, with .url."""
+    """Starts `n` colocated workers; returns [Proc], each healthy, with .url. With the real
+    role: ctx.start("serve", "--model-path", ctx.stories_gguf(), ...) per worker."""
     return [ctx.start_fake_worker("regular", MODEL, name=f"serve-{i}") for i in range(n)]
 
 

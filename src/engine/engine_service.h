@@ -78,10 +78,13 @@ struct OutputChunk {
 using OutputSink = std::function<void(OutputChunk&&)>;
 
 struct SchedulerOptions {
-  int max_running_requests = 0;          // 0: derived from the pool (see README)
+  int max_running_requests = 0;          // 0: derived from the pool: its page count (each running
+                                         // request holds a page), at most 4096; memory-based
+                                         // admission is what limits the batch in practice
   int max_queued_requests = 0;           // 0: unlimited; beyond it submit() is kResourceExhausted
-  int chunked_prefill_size = 8192;       // -1: no chunking
-  int max_prefill_tokens = 16384;        // prompt tokens per step
+  int chunked_prefill_size = 8192;       // -1 (or 0): no chunking
+  int max_prefill_tokens = 16384;        // prompt tokens per step (>= 1; a prompt longer than
+                                         // this runs alone in its step when not chunked)
   bool disable_radix_cache = false;
   uint64_t default_seed = 0;             // for requests without a seed
 };
@@ -90,14 +93,16 @@ struct SchedulerOptions {
 struct EngineLoad {
   int running_requests = 0;
   int queued_requests = 0;
-  int64_t tokens_in_use = 0;             // KV tokens held by live requests
+  int64_t tokens_in_use = 0;             // KV tokens held by live requests (whole pages: a
+                                         // request's partly filled last page counts in full)
   int64_t total_tokens = 0;              // KV pool size in tokens
-  int64_t cached_tokens = 0;             // KV tokens held only by the prefix cache
+  int64_t cached_tokens = 0;             // KV tokens held only by the prefix cache (evictable)
 };
 
 struct EngineCounters {                  // monotonic, for Prometheus counters
   uint64_t requests_finished = 0;
   uint64_t requests_aborted = 0;
+  uint64_t requests_retracted = 0;       // preemptions for lack of KV memory (each recomputes)
   uint64_t prompt_tokens = 0;
   uint64_t generated_tokens = 0;
   uint64_t cache_hit_tokens = 0;         // prompt tokens served by the prefix cache
@@ -118,8 +123,10 @@ class EngineService {
   // Thread-safe. Validates the request (ids in the vocabulary, prompt plus max_new_tokens
   // within the context, sampling ranges, stop strings need a tokenizer, duplicate live rid)
   // and queues it; the sink then receives its chunks on the engine thread. Errors:
-  // kInvalidArgument / kOutOfRange (400), kResourceExhausted (queue full: 429),
-  // kUnavailable (shutting down: 503). On error the sink is never called.
+  // kInvalidArgument / kOutOfRange (400; kOutOfRange also when the prompt plus
+  // max_new_tokens could never fit in the KV pool), kAlreadyExists (a live request has this
+  // rid: 400), kResourceExhausted (queue full: 429), kUnavailable (shutting down: 503).
+  // On error the sink is never called.
   virtual Status submit(GenerateRequest request, OutputSink sink) = 0;
 
   // Thread-safe. Aborts a live request by rid: it leaves the batch and frees its pages
@@ -128,7 +135,9 @@ class EngineService {
   virtual void abort(const std::string& rid, std::string reason = "aborted") = 0;
 
   // Thread-safe. Empties the prefix cache (pages held only by it return to the pool); `done`
-  // is called on the engine thread. Fails (kUnavailable) while requests are running, as SGLang.
+  // is called on the engine thread (at once on the caller's, with kUnavailable, once
+  // shutdown() has begun). Fails (kUnavailable) while requests are live (running or
+  // queued), as SGLang.
   virtual void flush_cache(std::function<void(Status)> done) = 0;
 
   virtual EngineLoad load() const = 0;          // thread-safe snapshot
@@ -137,8 +146,9 @@ class EngineService {
   virtual int64_t context_length() const = 0;
   virtual const Tokenizer* tokenizer() const = 0;  // null with --skip-tokenizer-init
 
-  // Stops admitting, aborts every request (their sinks get final abort chunks), joins the
-  // engine thread. Idempotent; the destructor calls it.
+  // Stops admitting, aborts every request (their sinks get final abort chunks, with
+  // abort_code kUnavailable), joins the engine thread. Idempotent; the destructor calls it.
+  // From a sink (on the engine thread) it only asks the loop to stop after this step.
   virtual void shutdown() = 0;
 };
 

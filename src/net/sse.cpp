@@ -1,6 +1,24 @@
 #include "net/sse.h"
 
+#include <cstring>
+
 namespace pdctl::net {
+
+namespace {
+
+// Where the first CR or LF of `s` is. string_view::find_first_of calls memchr over the
+// two-character set once per byte of `s`; a streamed response is mostly long lines, so
+// find the LF with one memchr and look for a CR only before it.
+size_t line_break(std::string_view s) {
+  const void* lf = std::memchr(s.data(), '\n', s.size());
+  const size_t limit = lf ? static_cast<size_t>(static_cast<const char*>(lf) - s.data()) : s.size();
+  if (const void* cr = std::memchr(s.data(), '\r', limit)) {
+    return static_cast<size_t>(static_cast<const char*>(cr) - s.data());
+  }
+  return lf ? limit : std::string_view::npos;
+}
+
+}  // namespace
 
 void append_sse_event(std::string& out, std::string_view data) {
   if (data.find_first_of("\r\n") == std::string_view::npos) {
@@ -71,7 +89,7 @@ Status SseParser::feed(std::string_view bytes, const std::function<void(const Ss
         continue;
       }
     }
-    size_t end = bytes.find_first_of("\r\n");
+    size_t end = line_break(bytes);
     if (end == std::string_view::npos) {
       line_.append(bytes);
       break;

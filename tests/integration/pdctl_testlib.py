@@ -164,7 +164,8 @@ def sse_events(method, url, body=None, headers=None, timeout=60):
 class Proc:
     """A pdctl process started by a test; its stderr goes to a log file."""
 
-    def __init__(self, ctx, name, args, env=None):
+    def __init__(self, ctx, name, args, env=None, argv=None):
+        """Runs `pdctl ARGS`, or `argv` as given (a helper such as a fake worker)."""
         self.ctx = ctx
         self.name = name
         self.args = args
@@ -172,7 +173,7 @@ class Proc:
         self._log = open(self.log_path, "wb")
         full_env = dict(os.environ)
         full_env.update(env or {})
-        self.popen = subprocess.Popen([ctx.pdctl] + args, stdout=self._log, stderr=subprocess.STDOUT,
+        self.popen = subprocess.Popen(argv or ([ctx.pdctl] + args), stdout=self._log, stderr=subprocess.STDOUT,
                                       env=full_env, start_new_session=True)
         self.port = None
         self.url = None
@@ -216,7 +217,8 @@ class Proc:
         return self.popen.returncode
 
     def log(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
@@ -262,6 +264,54 @@ class Context:
         if wait:
             p.wait_healthy(health_path, timeout)
         return p
+
+    def start_fake_worker(self, mode="regular", model="fake-model", name=None, port=None, wait=True):
+        """Starts tests/integration/fake_worker.py (a fake SGLang worker: regular, prefill or
+        decode) on a free port and waits for its /health."""
+        port = port or free_port()
+        name = name or f"fake-{mode}-{len(self.procs)}"
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_worker.py")
+        argv = [sys.executable, script, "--port", str(port), "--mode", mode, "--model", model]
+        p = Proc(self, name, argv[1:], argv=argv)
+        p.port = port
+        p.url = f"http://127.0.0.1:{port}"
+        self.procs.append(p)
+        if wait:
+            p.wait_healthy("/health", 30)
+        return p
+
+    def openai_module(self):
+        """The official `openai` npm package (v4), installed once into BUILD/npm with npm and
+        reused; skips the test when node, npm or the registry is unavailable."""
+        node, npm = shutil.which("node"), shutil.which("npm")
+        if not node or not npm:
+            skip("node and npm are needed for the openai client test")
+        prefix = os.path.join(self.build, "npm")
+        module = os.path.join(prefix, "node_modules", "openai")
+        os.makedirs(prefix, exist_ok=True)
+        import fcntl
+        with open(os.path.join(prefix, ".install.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test runs install once
+            if not os.path.exists(os.path.join(module, "package.json")):
+                try:
+                    r = subprocess.run([npm, "install", "--prefix", prefix, "--no-audit", "--no-fund",
+                                        "--loglevel=error", "openai@4"],
+                                       capture_output=True, text=True, timeout=240)
+                except subprocess.TimeoutExpired:
+                    skip("npm install openai@4 timed out (no network?)")
+                if r.returncode != 0 or not os.path.exists(os.path.join(module, "package.json")):
+                    skip(f"npm install openai@4 failed (no network?): {r.stderr.strip()[-300:]}")
+        return module
+
+    def openai_client(self, base_url, spec, api_key="none"):
+        """Runs tests/integration/openai_client.js with the official client against
+        base_url (".../v1"); returns its JSON result."""
+        module = self.openai_module()
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openai_client.js")
+        r = subprocess.run(["node", script, base_url, api_key, json.dumps(spec)], capture_output=True,
+                           text=True, timeout=120, env=dict(os.environ, OPENAI_MODULE=module))
+        check(r.returncode == 0, "openai client failed:", r.stderr[-2000:])
+        return json.loads(r.stdout.strip().splitlines()[-1])
 
     def run(self, *args, timeout=300, env=None):
         """Runs pdctl to completion; returns CompletedProcess with text stdout/stderr."""
@@ -318,6 +368,36 @@ def run_tests():
     sys.exit(0)
 
 
+def fake_config(worker, **cfg):
+    """Changes a fake worker's behaviour (see fake_worker.py)."""
+    status, body = http_json("POST", worker.url + "/_fake/config", cfg)
+    check_eq(status, 200, body)
+
+
+def fake_requests(worker):
+    """The generation requests a fake worker received, with their outcome."""
+    status, body = http_json("GET", worker.url + "/_fake/requests")
+    check_eq(status, 200, body)
+    return body["requests"]
+
+
+def metric_value(metrics_text, name, **labels):
+    """The value of one Prometheus sample (labels matched exactly), or None."""
+    for line in metrics_text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, _, value = line.rpartition(" ")
+        got = {}
+        if "{" in head:
+            for part in head[head.index("{") + 1:head.rindex("}")].split(","):
+                if part:
+                    k, _, v = part.partition("=")
+                    got[k] = v.strip('"')
+        if head.split("{")[0] == name and got == {k: str(v) for k, v in labels.items()}:
+            return float(value)
+    return None
+
+
 def parallel(fn, items, workers=16):
     """Runs fn(item) on a thread per item (up to `workers` at once); returns results in order."""
     from concurrent.futures import ThreadPoolExecutor
@@ -328,5 +408,5 @@ def parallel(fn, items, workers=16):
 __all__ = [
     "test", "skip", "check", "check_eq", "free_port", "wait_until", "http_request", "http_json",
     "sse_events", "Proc", "Context", "run_tests", "parallel", "SKIP", "CheckFailed", "threading",
-    "time", "json", "os", "signal", "subprocess",
+    "time", "json", "os", "signal", "subprocess", "fake_config", "fake_requests", "metric_value",
 ]

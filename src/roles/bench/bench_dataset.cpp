@@ -42,10 +42,13 @@ Result<std::vector<DatasetRow>> sample_random(const BenchOptions& o, bool send_i
   const size_t n = static_cast<size_t>(o.num_prompts);
   std::vector<int> input_lens = random_lengths(rng.np, o.random_input_len, o.random_range_ratio, n);
   std::vector<int> output_lens = random_lengths(rng.np, o.random_output_len, o.random_range_ratio, n);
+  // Tokens of each prompt's own: the server adds BOS (and the like) to text, so text
+  // leaves room for them and the prompt the server sees has the sampled length, which is
+  // the length counted (as sglang counts it).
+  std::vector<int> own_lens = input_lens;
   if (!send_ids) {
-    // The server adds BOS (and the like) to text: leave room so the total is the length.
     const int specials = tok.num_special_tokens_to_add();
-    for (int& len : input_lens) len = std::max(0, len - specials);
+    for (int& len : own_lens) len = std::max(0, len - specials);
   }
   std::vector<DatasetRow> rows;
   rows.reserve(n);
@@ -63,7 +66,7 @@ Result<std::vector<DatasetRow>> sample_random(const BenchOptions& o, bool send_i
     std::vector<int64_t> offsets(n);
     for (auto& off : offsets) off = rng.np.randint(0, vocab);
     for (size_t i = 0; i < n; ++i) {
-      Ids ids(static_cast<size_t>(input_lens[i]));
+      Ids ids(static_cast<size_t>(own_lens[i]));
       for (size_t j = 0; j < ids.size(); ++j) {
         ids[j] = static_cast<int32_t>((offsets[i] + static_cast<int64_t>(i + j)) % vocab);
       }
@@ -76,7 +79,7 @@ Result<std::vector<DatasetRow>> sample_random(const BenchOptions& o, bool send_i
     // sglang downloads ShareGPT here; without a file, random non-special tokens.
     Ids population = prompt_vocabulary(tok);
     if (population.empty()) return Status::invalid_argument("the tokenizer has no ordinary tokens");
-    for (size_t i = 0; i < n; ++i) add(i, choose_ids(rng.py, population, input_lens[i]));
+    for (size_t i = 0; i < n; ++i) add(i, choose_ids(rng.py, population, own_lens[i]));
     return rows;
   }
 
@@ -89,7 +92,7 @@ Result<std::vector<DatasetRow>> sample_random(const BenchOptions& o, bool send_i
     // repeated inside the prompt; the counted length is the same.
     Ids ids = tok.encode(pair.prompt, /*add_special_tokens=*/false);
     if (ids.empty()) continue;
-    const size_t want = static_cast<size_t>(input_lens[i]);
+    const size_t want = static_cast<size_t>(own_lens[i]);
     Ids cut;
     cut.reserve(want);
     while (cut.size() < want) {

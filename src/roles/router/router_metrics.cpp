@@ -102,9 +102,23 @@ std::string RouterMetrics::serialize() const {
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 
-void RouterMetrics::record_request(std::string_view route) { requests_.Add({{"route", s(route)}}).Increment(); }
+template <class T, class MakeFn>
+T& RouterMetrics::cached(SeriesCache<T>& cache, std::string_view key, MakeFn make) {
+  auto it = cache.find(key);
+  if (it != cache.end()) return *it->second;
+  T& series = make();
+  cache.emplace(std::string(key), &series);
+  return series;
+}
+
+void RouterMetrics::record_request(std::string_view route) {
+  cached(requests_by_route_, route, [&]() -> prometheus::Counter& { return requests_.Add({{"route", s(route)}}); })
+      .Increment();
+}
 void RouterMetrics::record_request_duration(std::string_view route, std::chrono::duration<double> d) {
-  request_duration_.Add({{"route", s(route)}}, kDurationBuckets).Observe(d.count());
+  cached(duration_by_route_, route,
+         [&]() -> prometheus::Histogram& { return request_duration_.Add({{"route", s(route)}}, kDurationBuckets); })
+      .Observe(d.count());
 }
 void RouterMetrics::record_request_error(std::string_view route, std::string_view error_type) {
   request_errors_.Add({{"route", s(route)}, {"error_type", s(error_type)}}).Increment();
@@ -144,10 +158,14 @@ void RouterMetrics::record_cb_transition(std::string_view w, CircuitState from, 
       .Increment();
 }
 void RouterMetrics::record_cb_outcome(std::string_view w, bool success) {
-  cb_outcomes_.Add({{"worker", s(w)}, {"outcome", success ? "success" : "failure"}}).Increment();
+  cached(success ? cb_successes_by_worker_ : cb_failures_by_worker_, w, [&]() -> prometheus::Counter& {
+    return cb_outcomes_.Add({{"worker", s(w)}, {"outcome", success ? "success" : "failure"}});
+  }).Increment();
 }
 void RouterMetrics::record_processed_request(std::string_view w) {
-  processed_requests_.Add({{"worker", s(w)}}).Increment();
+  cached(processed_by_worker_, w,
+         [&]() -> prometheus::Counter& { return processed_requests_.Add({{"worker", s(w)}}); })
+      .Increment();
 }
 void RouterMetrics::set_tree_size(std::string_view w, size_t chars) {
   tree_size_.Add({{"worker", s(w)}}).Set(static_cast<double>(chars));
@@ -161,7 +179,13 @@ void RouterMetrics::forget_worker(std::string_view w) {
 }
 
 void RouterMetrics::record_policy_decision(std::string_view policy, std::string_view w) {
-  policy_decisions_.Add({{"policy", s(policy)}, {"worker", s(w)}}).Increment();
+  auto by_policy = decisions_by_policy_worker_.find(policy);
+  if (by_policy == decisions_by_policy_worker_.end()) {
+    by_policy = decisions_by_policy_worker_.emplace(std::string(policy), SeriesCache<prometheus::Counter>{}).first;
+  }
+  cached(by_policy->second, w, [&]() -> prometheus::Counter& {
+    return policy_decisions_.Add({{"policy", s(policy)}, {"worker", s(w)}});
+  }).Increment();
 }
 void RouterMetrics::record_cache_hit() { cache_hits_.Add({}).Increment(); }
 void RouterMetrics::record_cache_miss() { cache_misses_.Add({}).Increment(); }

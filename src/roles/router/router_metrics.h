@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -71,6 +72,26 @@ class RouterMetrics {
   void record_admission_rejected(std::string_view reason);
 
  private:
+  // The series each request touches, by their label values: a Family::Add builds a label
+  // map and takes the family's lock on every call, which shows at tens of thousands of
+  // requests a second. The series stay valid: none of these is ever removed.
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  template <class T>
+  using SeriesCache = std::unordered_map<std::string, T*, StringHash, std::equal_to<>>;
+  template <class T, class MakeFn>
+  static T& cached(SeriesCache<T>& cache, std::string_view key, MakeFn make);
+
+  SeriesCache<prometheus::Counter> requests_by_route_;
+  SeriesCache<prometheus::Histogram> duration_by_route_;
+  SeriesCache<prometheus::Counter> processed_by_worker_;
+  std::unordered_map<std::string, SeriesCache<prometheus::Counter>, StringHash, std::equal_to<>>
+      decisions_by_policy_worker_;
+  SeriesCache<prometheus::Counter> cb_successes_by_worker_;
+  SeriesCache<prometheus::Counter> cb_failures_by_worker_;
+
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& request_duration_;

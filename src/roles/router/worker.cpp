@@ -136,6 +136,14 @@ bool HealthTracker::mark_unhealthy() {
   return true;
 }
 
+bool HealthTracker::mark_healthy() {
+  successes_ = 0;
+  failures_ = 0;
+  if (healthy_) return false;
+  healthy_ = true;
+  return true;
+}
+
 Worker::Worker(WorkerSpec spec, HealthConfig health, CircuitBreakerConfig breaker, TimePoint now)
     : spec_(std::move(spec)),
       bootstrap_host_(url_host(spec_.url)),

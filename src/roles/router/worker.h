@@ -62,6 +62,10 @@ class HealthTracker {
   // Request-level evidence that the worker is down (see RouterCore::record_outcome).
   // Returns true when the health state changed.
   bool mark_unhealthy();
+  // Evidence that a worker the router was waiting for is up: its first passed check
+  // while the router starts (SGLang's wait_for_healthy_workers lets a worker in on one
+  // passed check). Returns true when the health state changed.
+  bool mark_healthy();
 
   bool healthy() const { return healthy_; }
   uint32_t consecutive_failures() const { return failures_; }

@@ -149,6 +149,19 @@ TEST_CASE("sse: parser handles events split anywhere, multi-line data, comments,
   }
 }
 
+TEST_CASE("sse: a line ends at its first CR or LF, whichever comes first in a piece") {
+  SseParser p;
+  std::vector<std::string> data;
+  auto collect = [&](const SseEvent& e) { data.push_back(e.data); };
+  // CR alone, then a long line ended by LF, then CRLF; all in one piece.
+  std::string long_line(300, 'y');
+  REQUIRE(p.feed("data: a\rdata: " + long_line + "\n\r\ndata: b\r\n\n", collect).is_ok());
+  REQUIRE(data.size() == 2);
+  CHECK(data[0] == "a\n" + long_line);
+  CHECK(data[1] == "b");
+  CHECK_FALSE(p.has_partial());
+}
+
 TEST_CASE("sse: an event larger than the limit is an error") {
   SseParser p(64);
   auto st = p.feed("data: " + std::string(100, 'x'), [](const SseEvent&) {});

@@ -107,7 +107,8 @@ TEST_CASE("random-ids for openai-chat is decoded to text, leaving room for BOS")
   auto rows = build(options("random-ids", 2, 6, 9, 1.0), 1, tok, Backend::kOpenAIChat);
   for (const auto& row : rows) {
     CHECK(row.prompt_ids.empty());
-    CHECK(row.prompt_len == 5);
+    CHECK(tok.encode(row.prompt, false).size() == 5);
+    CHECK(row.prompt_len == 6);  // what the server sees, BOS included
   }
 }
 
@@ -117,7 +118,7 @@ TEST_CASE("random (no file): text prompts of the sampled length, no control toke
     auto rows = build(options("random", 20, 64, 32, 1.0), 5, tok);
     REQUIRE(rows.size() == 20);
     for (const auto& row : rows) {
-      CHECK(row.prompt_len == 63);
+      CHECK(row.prompt_len == 64);  // counted as the server sees it, as sglang counts it
       CHECK(row.output_len == 32);
       auto ids = tok.encode(row.prompt, false);
       CHECK(ids.size() == 63);

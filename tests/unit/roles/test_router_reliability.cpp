@@ -151,6 +151,21 @@ TEST_CASE("health: mark_unhealthy is immediate, recovery still needs success_thr
   CHECK(h.healthy());
 }
 
+TEST_CASE("health: mark_healthy lets a worker in at once and resets the counters") {
+  HealthTracker h(HealthConfig{3, 2});
+  CHECK_FALSE(h.mark_healthy());  // already healthy: no change
+  CHECK(h.mark_unhealthy());
+  CHECK_FALSE(h.record_check(true));  // one pass of two
+  CHECK(h.mark_healthy());
+  CHECK(h.healthy());
+  CHECK(h.consecutive_successes() == 0);
+  // Failures count from zero again.
+  CHECK_FALSE(h.record_check(false));
+  CHECK_FALSE(h.record_check(false));
+  CHECK(h.record_check(false));
+  CHECK_FALSE(h.healthy());
+}
+
 TEST_CASE("retry: which outcomes are retryable") {
   for (int s : {408, 429, 500, 502, 503, 504}) {
     CAPTURE(s);

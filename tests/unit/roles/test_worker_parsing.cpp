@@ -23,7 +23,7 @@ const engine::Tokenizer& byte_tok() {
 
 ApiModel byte_model(int64_t ctx = 256) {
   ApiModel m;
-  m.name = "m";
+  m.name = std::string(1, 'm');  // not = "m": GCC 12 -Wrestrict false positive (PR105329) at -O3
   m.tokenizer = &byte_tok();
   m.context_length = ctx;
   m.vocab_size = 512;

@@ -9,8 +9,7 @@
 - /health is 503 until the model is loaded; SIGTERM lets requests in flight finish, exit 0;
   a broken model file is a start-up error naming the file.
 
-Skipped (exit 77) while `pdctl serve` answers "not implemented" (the engine's scheduler has
-not landed), or when ../shared/models is absent.
+Skipped (exit 77) when ../shared/models is absent.
 """
 
 import socket

@@ -550,7 +550,9 @@ Result<json> run_detokenize(const json& body, const ApiModel& model) {
   auto decode_list = [&](const json& list) -> Result<std::string> {
     json one = {{"tokens", list}};
     FieldReader f(one);
-    auto ids = f.int_list("tokens", 0, kIntMax);
+    // The tokenizer's own vocabulary: an id it does not know is the client's error, not ''.
+    const auto max_id = static_cast<int64_t>(model.tokenizer->vocab_size()) - 1;
+    auto ids = f.int_list("tokens", 0, max_id);
     PDCTL_RETURN_IF_ERROR(f.status());
     return model.tokenizer->decode(*ids, skip);
   };

@@ -353,6 +353,8 @@ TEST_CASE("tokenize and detokenize") {
   REQUIRE(d2.has_value());
   CHECK((*d2)["text"] == json::array({"a", "b"}));
   CHECK_FALSE(run_detokenize(json{{"tokens", "x"}}, m).has_value());
+  // An id the tokenizer does not know is a 400, not an empty text.
+  CHECK_FALSE(run_detokenize(json{{"tokens", {static_cast<int64_t>(byte_tok().vocab_size())}}}, m).has_value());
   CHECK_FALSE(parse_tokenize(json{{"prompt", 5}}, m).has_value());
   ApiModel none = m;
   none.tokenizer = nullptr;

@@ -64,6 +64,38 @@ def engine_time(url):
     return metric(url, "pdctl:engine_forward_seconds_total")
 
 
+SERVER_PID = None  # set when this script started the server: then its threads' CPU time is read too
+
+
+def thread_cpu():
+    """CPU seconds of the server's event-loop thread ("loop": HTTP, JSON, tokenization, SSE
+    framing) and of its engine thread ("engine": forward, scheduling, sampling,
+    detokenization), from /proc/PID/task/*/schedstat (ns). Unlike latencies these do not
+    grow when other processes compete for the cores."""
+    if SERVER_PID is None:
+        return None
+    out = {"loop": 0.0, "engine": 0.0}
+    base = f"/proc/{SERVER_PID}/task"
+    for tid in os.listdir(base):
+        try:
+            with open(f"{base}/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"{base}/{tid}/schedstat") as f:
+                ns = int(f.read().split()[0])
+        except OSError:
+            continue
+        key = "loop" if int(tid) == SERVER_PID else "engine" if name == "pdctl-engine" else None
+        if key:
+            out[key] += ns * 1e-9
+    return out
+
+
+def cpu_delta(c0, c1, count):
+    if c0 is None or c1 is None:
+        return {"loop": float("nan"), "engine": float("nan")}
+    return {k: (c1[k] - c0[k]) / max(count, 1) for k in c0}
+
+
 def parse_duration(s):
     m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
     if not m:
@@ -106,10 +138,13 @@ def run_wrk(url, path, body, connections, threads, duration):
 
 def case(url, name, path, body, connections, threads, duration):
     e0 = engine_time(url)
+    c0 = thread_cpu()
     t0 = time.monotonic()
     r = run_wrk(url, path, body, connections, threads, duration)
     wall = time.monotonic() - t0
+    c1 = thread_cpu()  # before the /metrics scrape below, which costs the loop CPU too
     e1 = engine_time(url)
+    r["cpu_per_request"] = cpu_delta(c0, c1, r.get("requests", 1))
     r["engine_per_request"] = (e1 - e0) / max(r.get("requests", 1), 1)
     r["engine_busy"] = (e1 - e0) / wall
     r["name"] = name
@@ -121,18 +156,23 @@ def timed_pairs(url, body, pairs, tokens):
     connection; returns {"whole": [(latency, engine)], "streamed": [...]} in seconds."""
     host, port = url.split("//", 1)[1].rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=600)
-    out = {"whole": [], "streamed": []}
+    out = {"whole": [], "streamed": [], "cpu": {"whole": None, "streamed": None}}
     try:
         for i in range(2 * pairs):
             kind = "streamed" if i % 2 else "whole"
             data = json.dumps(dict(body, stream=(kind == "streamed"))).encode()
             e0 = engine_time(url)
+            c0 = thread_cpu()  # after the scrape: only the request's own CPU counts
             t0 = time.perf_counter()
             conn.request("POST", "/generate", body=data, headers={"Content-Type": "application/json"})
             resp = conn.getresponse()
             payload = resp.read()  # the whole body (SSE: until the last chunk), unparsed
             latency = time.perf_counter() - t0
+            c1 = thread_cpu()
             e1 = engine_time(url)
+            if c0 is not None:
+                acc = out["cpu"][kind] or {"loop": 0.0, "engine": 0.0}
+                out["cpu"][kind] = {k: acc[k] + c1[k] - c0[k] for k in acc}
             if resp.status != 200:
                 raise RuntimeError(f"/generate answered {resp.status}: {payload[:300]!r}")
             if kind == "whole" and json.loads(payload)["meta_info"]["completion_tokens"] != tokens:
@@ -166,6 +206,8 @@ def main():
         cmd = [args.pdctl, "serve", "--model-path", args.model_path, "--load-format", "dummy", "--port", str(port),
                "--threads", str(args.threads), "--log-level", "warning"]
         proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        global SERVER_PID
+        SERVER_PID = proc.pid
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 120
         while True:
@@ -196,16 +238,19 @@ def main():
             case(url, "/generate max_new_tokens=1, 1 connection", "/generate", one, 1, 1, d),
         ]
         print(f"{'case':<52} {'req/s':>9} {'mean ms':>9} {'p50 ms':>8} {'p99 ms':>8} {'engine ms':>10} "
-              f"{'busy':>6} {'added ms':>9}")
+              f"{'busy':>6} {'added ms':>9} {'loop cpu us':>12} {'eng-thr us':>11}")
         for r in results:
             added = r["mean"] - r["engine_per_request"]
             r["added_per_request"] = added
             print(f"{r['name']:<52} {r['rps']:>9.1f} {r['mean'] * 1e3:>9.3f} {r.get('p50', 0) * 1e3:>8.3f} "
                   f"{r.get('p99', 0) * 1e3:>8.3f} {r['engine_per_request'] * 1e3:>10.3f} "
-                  f"{r['engine_busy'] * 100:>5.0f}% {added * 1e3 if r is results[2] else float('nan'):>9.3f}"
+                  f"{r['engine_busy'] * 100:>5.0f}% {added * 1e3 if r is results[2] else float('nan'):>9.3f} "
+                  f"{r['cpu_per_request']['loop'] * 1e6:>12.1f} {r['cpu_per_request']['engine'] * 1e6:>11.1f}"
                   + (f"  ({r['errors']} errors)" if r["errors"] else ""))
-        print("(added ms = mean latency - engine time per request; only meaningful one at a time: with many\n"
-              " connections the latency is mostly waiting for the engine's batch)")
+        print("(engine ms = forward time per request; busy = forward seconds / wall seconds; added ms = mean\n"
+              " latency - engine ms, only meaningful one at a time: with many connections the latency is mostly\n"
+              " waiting for the engine's batch; loop cpu / eng-thr = CPU microseconds per request of the\n"
+              " event-loop thread and of the engine thread, forward included)")
 
         pairs = timed_pairs(url, long_body, args.pairs, n)
 
@@ -220,6 +265,15 @@ def main():
               f"added per token (median) {w_med * 1e6:.1f} us")
         print(f"  streamed:     mean latency {s_lat * 1e3:.1f} ms, engine {s_eng * 1e3:.1f} ms, "
               f"added per token (median) {s_med * 1e6:.1f} us")
+        cpu = pairs["cpu"]
+        if cpu["whole"] and cpu["streamed"]:
+            k = args.pairs * n
+            # The engine thread's CPU is shown but not set against the forward time: that is wall
+            # time, which grows when the core is shared and so may exceed the thread's CPU time.
+            print(f"  loop-thread CPU per token: not streamed {cpu['whole']['loop'] / k * 1e6:.2f} us, "
+                  f"streamed {cpu['streamed']['loop'] / k * 1e6:.2f} us; engine-thread CPU per token "
+                  f"(forward included): not streamed {cpu['whole']['engine'] / k * 1e6:.1f} us, "
+                  f"streamed {cpu['streamed']['engine'] / k * 1e6:.1f} us")
         print(f"\nadded per request (1 token, one at a time): {results[2]['added_per_request'] * 1e6:.0f} us")
         print(f"added per streamed token: {s_med * 1e6:.1f} us; streaming's own cost per token "
               f"(streamed - not streamed): {(s_med - w_med) * 1e6:.1f} us")

@@ -247,7 +247,7 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(net::EventLoop& loop, 
       exec_child(parent, spec.cpus.empty() ? nullptr : &cpus, out_w.fd, err_w.fd, rep_w.fd, argv.data());
     }
   }
-  if (pid < 0) return Status::io(fmt::format("{}: fork: {}", spec.name, std::strerror(errno)));
+  if (pid < 0) return Status::io(fmt::format("fork: {}", std::strerror(errno)));
   // Also here, so that the group exists whichever of the two runs first.
   ::setpgid(pid, pid);
   out_w.reset();
@@ -264,7 +264,7 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(net::EventLoop& loop, 
   if (n > 0) {
     int st = 0;
     ::waitpid(pid, &st, 0);
-    return Status::io(fmt::format("{}: {}: {}", spec.name, spawn_stage_name(info[0]), std::strerror(info[1])));
+    return Status::io(fmt::format("{}: {}", spawn_stage_name(info[0]), std::strerror(info[1])));
   }
 
   std::unique_ptr<ChildProcess> child(new ChildProcess(spec, pid));

@@ -80,7 +80,14 @@ def running(pid):
 
 
 def check_all_gone(pids, timeout=15):
-    wait_until(lambda: not any(running(p) for p in pids), timeout, what=f"processes {pids} to be gone")
+    pids = list(pids)
+    try:
+        wait_until(lambda: not any(running(p) for p in pids), timeout, what=f"processes {pids} to be gone")
+    except CheckFailed:
+        for p in pids:  # the test fails, but leaves nothing behind either
+            if running(p):
+                os.kill(p, signal.SIGKILL)
+        raise
 
 
 def wait_exit(p, timeout=30):

@@ -42,6 +42,8 @@ test-sanitize: deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    ctest --test-dir $(SAN_BUILD_DIR) --output-on-failure -j $(JOBS) -L unit
 
+# `pdctl up -c config.example.toml`, a 50-request `pdctl bench` through its router, then a
+# clean stop (PDCTL_DEMO_CONFIG=FILE picks another deployment).
 run: build
 	@scripts/run-demo.sh $(BUILD_DIR)/pdctl
 

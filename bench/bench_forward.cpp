@@ -154,6 +154,23 @@ struct Series {
   double mc() const { return bench::median(cpu); }
 };
 
+// The process's memory in huge pages (AnonHugePages, FilePmdMapped) from smaps_rollup, kB.
+std::string huge_pages() {
+  std::FILE* f = std::fopen("/proc/self/smaps_rollup", "r");
+  if (!f) return "?";
+  std::string out;
+  char line[256];
+  while (std::fgets(line, sizeof line, f)) {
+    long kb = 0;
+    char key[64];
+    if (std::sscanf(line, "%63[^:]: %ld kB", key, &kb) == 2 &&
+        (std::strcmp(key, "AnonHugePages") == 0 || std::strcmp(key, "FilePmdMapped") == 0 || std::strcmp(key, "Rss") == 0))
+      out += std::string(out.empty() ? "" : ", ") + key + " " + std::to_string(kb / 1024) + " MiB";
+  }
+  std::fclose(f);
+  return out;
+}
+
 long minor_faults() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -243,6 +260,7 @@ int main(int argc, char** argv) {
     SequenceInput d{{&tok, 1}, 16, *pages, false};
     if (!model.forward({&d, 1}, out).is_ok()) return 1;
   }
+  std::printf("memory: %s\n", huge_pages().c_str());
   // The prompt.
   {
     tb.on = prefill;

@@ -232,7 +232,13 @@ def info_tokenize_and_admin_routes(ctx):
     check_eq(status, 200)
     check_eq(generate(url, body)["meta_info"]["cached_tokens"], 0, "no hit after the flush")
 
-    # /abort_request by rid ends a running request with finish_reason abort.
+    # /abort_request by rid ends a running request with finish_reason abort. On a model that
+    # is slow enough per token for the request to be seen running: stories260K decodes 400
+    # tokens in well under 0.1 s, less than the polling below can rely on catching.
+    d = llama_dummy_dir(ctx, "abort", vocab=32000, hidden=1024, layers=8, heads=8, kv_heads=4, ffn=4096,
+                        context=2048, dtype="float16")
+    slow = start_serve(ctx, "--model-path", d, "--load-format", "dummy", "--threads", "1", name="serve-slow")
+    url = slow.url
     result = {}
 
     def long_request():

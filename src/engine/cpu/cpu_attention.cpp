@@ -377,9 +377,8 @@ void CpuBackend::attention(int layer, const Tensor& q, int64_t num_heads, float 
   }
   // Items are taken one at a time from a shared counter, the longest first: causal rows grow
   // with position, and a thread that other jobs delay takes fewer.
-  std::atomic<int64_t> next{0};
-  pool_.run_on_all([&](int) {
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) run_item(items[static_cast<size_t>(i)]);
+  pool_.parallel_chunks(n, 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t i = b; i < e; ++i) run_item(items[static_cast<size_t>(i)]);
   });
 }
 

@@ -118,7 +118,7 @@ void CpuBackend::parallel(int64_t n, int64_t work_per_item, const std::function<
   if (n * work_per_item < kParallelWork || pool_.size() == 1) {
     fn(0, n, 0);
   } else {
-    pool_.parallel_for(n, fn);
+    pool_.parallel_chunks(n, (n + 2 * pool_.size() - 1) / (2 * pool_.size()), fn);
   }
 }
 

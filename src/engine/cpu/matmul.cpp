@@ -189,30 +189,29 @@ void matmul_path([[maybe_unused]] Path path, const WeightView& w, const float* x
     const size_t need = static_cast<size_t>(gemm->packed_x_bytes(args)) + 64;
     if (packed.size() < need) packed.resize(need);
     void* xp = packed.data() + (64 - reinterpret_cast<uintptr_t>(packed.data()) % 64) % 64;
-    const int64_t blocks = (w.rows + kGemmRowAlign - 1) / kGemmRowAlign;
     if (!threaded) {
       gemm->pack_x(args, xp, 0, n_tokens);
       gemm->rows(args, xp, 0, w.rows);
       return;
     }
-    pool->parallel_for(n_tokens, [&](int64_t t0, int64_t t1, int) { gemm->pack_x(args, xp, t0, t1); });
-    pool->parallel_for(blocks, [&](int64_t b0, int64_t b1, int) {
-      gemm->rows(args, xp, b0 * kGemmRowAlign, std::min(w.rows, b1 * kGemmRowAlign));
-    });
+    // Rows in chunks of one packed tile, claimed dynamically: a thread that another job
+    // delays takes fewer.
+    pool->parallel_chunks(n_tokens, 64, [&](int64_t t0, int64_t t1, int) { gemm->pack_x(args, xp, t0, t1); });
+    pool->parallel_chunks(w.rows, kGemmRowChunk, [&](int64_t r0, int64_t r1, int) { gemm->rows(args, xp, r0, r1); });
     return;
   }
 #endif
-  // Dot and generic kernels hand rows to threads in 64-byte lines of y, so that two threads
-  // never write the same line.
+  // Dot and generic kernels hand rows to threads in chunks of whole 64-byte lines of y (two
+  // threads never write the same line) and of about kDotChunkBytes of weights: small enough
+  // that the threads finish together when one of them is delayed (chunks are claimed
+  // dynamically), large enough that each is a long sequential stream.
   constexpr int64_t kAlign = 16;
-  const int64_t blocks = (w.rows + kAlign - 1) / kAlign;
-  if (!threaded || blocks == 1) {
+  if (!threaded || w.rows <= kAlign) {
     kernel(args, 0, w.rows);
     return;
   }
-  pool->parallel_for(blocks, [&](int64_t b0, int64_t b1, int) {
-    kernel(args, b0 * kAlign, std::min(w.rows, b1 * kAlign));
-  });
+  const int64_t chunk = std::max<int64_t>(kAlign, kDotChunkBytes / std::max<int64_t>(w.row_bytes(), 1) / kAlign * kAlign);
+  pool->parallel_chunks(w.rows, chunk, [&](int64_t r0, int64_t r1, int) { kernel(args, r0, r1); });
 }
 
 }  // namespace kernels

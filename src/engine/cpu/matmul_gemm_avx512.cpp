@@ -36,7 +36,7 @@ constexpr int kNR = 32;             // rows per micro-panel: two vectors of outp
 constexpr int kMR = PDCTL_GEMM_MR;  // tokens per micro-kernel: 12 x 2 = 24 accumulators
 constexpr int kKC = PDCTL_GEMM_KC;  // k per packed tile: a 32-row micro-panel is 64 KiB (L2)
 constexpr int kNC = PDCTL_GEMM_NC;  // rows per packed tile: kNC x kKC floats = 512 KiB of L2
-static_assert(kGemmRowAlign == kNR);
+static_assert(kGemmRowChunk % kNR == 0);
 static_assert(kKC % kQ8_0BlockElems == 0, "k blocks must hold whole Q8_0 blocks");
 
 struct FreeDeleter {

@@ -29,7 +29,7 @@ constexpr int kNR = 32;   // rows per micro-panel
 constexpr int kMR = 12;   // tokens per micro-kernel (24 accumulators)
 constexpr int kKP = 256;  // k pairs per packed tile (512 k): the FP32 GEMM's tile in bytes
 constexpr int kNC = 256;  // rows per packed tile
-static_assert(kGemmRowAlign == kNR);
+static_assert(kGemmRowChunk % kNR == 0);
 
 struct FreeDeleter {
   void operator()(uint32_t* p) const { std::free(p); }

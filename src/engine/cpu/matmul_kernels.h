@@ -96,8 +96,10 @@ struct GemmKernel {
   void (*pack_x)(const MatmulArgs& a, void* packed_x, int64_t t0, int64_t t1);
   void (*rows)(const MatmulArgs& a, const void* packed_x, int64_t r0, int64_t r1);
 };
-// GEMMs split rows between threads in multiples of this (their packed weight panel).
-inline constexpr int64_t kGemmRowAlign = 32;
+// GEMMs split rows between threads in chunks of this many (their packed weight tile).
+inline constexpr int64_t kGemmRowChunk = 256;
+// The dot kernels hand threads chunks of about this many weight bytes.
+inline constexpr int64_t kDotChunkBytes = 256 * 1024;
 #if PDCTL_MATMUL_AVX512
 GemmKernel gemm_avx512();
 #endif

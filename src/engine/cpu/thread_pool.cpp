@@ -79,15 +79,57 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::worker_main(int index) {
   uint32_t seen = 0;
   for (;;) {
-    uint32_t g;
-    while ((g = generation_.load(std::memory_order_acquire)) == seen) wait_while_equal(generation_, seen);
-    seen = g;
+    const uint32_t g = generation_.load(std::memory_order_acquire);
+    if (g == seen) {
+      wait_while_equal(generation_, seen);
+      continue;
+    }
     if (stop_.load(std::memory_order_relaxed)) return;
+    // Join whatever job is open (job g or, if this thread is late, a newer one). A closed job
+    // was finished without this thread: skip it. Its generation was read first, so a job
+    // opened after the check is seen as a new generation on the next turn.
+    uint32_t s = state_.load(std::memory_order_acquire);
+    bool joined = false;
+    while (s & kOpen) {
+      if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        joined = true;
+        break;
+      }
+    }
+    if (!joined) {
+      seen = g;
+      continue;
+    }
+    // The job this thread joined (the caller opens the next one only after this thread has
+    // left): it may have joined before generation_ moved to it.
+    seen = job_generation_;
+    const bool counted = wait_for_all_;
     t_in_job = true;
     (*job_)(index);
     t_in_job = false;
-    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_all(pending_);
+    if (counted && pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_all(pending_);
+    // Leaving: the last one out of a closed job wakes the caller.
+    if (state_.fetch_sub(1, std::memory_order_acq_rel) == 1) wake_all(state_);
   }
+}
+
+void ThreadPool::open_job(const std::function<void(int)>* fn, bool wait_for_all) {
+  job_ = fn;
+  wait_for_all_ = wait_for_all;
+  job_generation_ = generation_.load(std::memory_order_relaxed) + 1;
+  pending_.store(static_cast<uint32_t>(workers_.size()), std::memory_order_relaxed);
+  state_.store(kOpen, std::memory_order_release);  // publishes the above to joiners
+  generation_.store(job_generation_, std::memory_order_release);
+  wake_all(generation_);
+}
+
+void ThreadPool::close_job() {
+  uint32_t s = state_.fetch_and(~kOpen, std::memory_order_acq_rel) & ~kOpen;
+  while (s != 0) {  // workers still inside: they finish the chunk they hold, then leave
+    wait_while_equal(state_, s);
+    s = state_.load(std::memory_order_acquire);
+  }
+  job_ = nullptr;
 }
 
 void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
@@ -97,16 +139,34 @@ void ThreadPool::run_on_all(const std::function<void(int)>& fn) {
     return;
   }
   std::lock_guard<std::mutex> lock(call_mu_);
-  job_ = &fn;
-  pending_.store(static_cast<uint32_t>(workers_.size()), std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_release);  // publishes job_ and pending_
-  wake_all(generation_);
+  open_job(&fn, true);
   t_in_job = true;
   fn(0);
   t_in_job = false;
   uint32_t p;
   while ((p = pending_.load(std::memory_order_acquire)) != 0) wait_while_equal(pending_, p);
-  job_ = nullptr;
+  close_job();
+}
+
+void ThreadPool::parallel_chunks(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t, int)>& fn) {
+  if (n <= 0) return;
+  chunk = std::max<int64_t>(chunk, 1);
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  if (workers_.empty() || t_in_job || chunks == 1) {
+    for (int64_t b = 0; b < n; b += chunk) fn(b, std::min(n, b + chunk), 0);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  const std::function<void(int)> job = [&](int ti) {
+    for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < chunks;)
+      fn(c * chunk, std::min(n, (c + 1) * chunk), ti);
+  };
+  std::lock_guard<std::mutex> lock(call_mu_);
+  open_job(&job, false);
+  t_in_job = true;
+  job(0);
+  t_in_job = false;
+  close_job();
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) {

@@ -290,3 +290,27 @@ TEST_CASE("matmul: weights at an unaligned address and special values") {
     }
   }
 }
+
+TEST_CASE("matmul: matrices split into many dynamically claimed chunks between threads") {
+  // 1000 x 512 F32 is 2 MB: the dot kernels hand out ~8 chunks of rows (not multiples of the
+  // 8-row tile), the GEMMs 4 chunks of 256 rows, the last one short.
+  std::mt19937 rng(4321);
+  ThreadPool pool2(2), pool3(3);
+  for (DType dtype : {DType::kF32, DType::kF16}) {
+    const Matrix m = random_matrix(dtype, 1000, 512, rng);
+    for (int64_t n : {1, 3, 16}) {
+      std::vector<float> x(static_cast<size_t>(n * 512));
+      std::normal_distribution<float> normal(0.f, 1.f);
+      for (float& v : x) v = normal(rng);
+      const Reference ref = reference(m.view(), x, n, 512, 1000);
+      for (ThreadPool* pool : {&pool2, &pool3}) {
+        CAPTURE(dtype_name(dtype));
+        CAPTURE(n);
+        CAPTURE(pool->size());
+        std::vector<float> y(static_cast<size_t>(n * 1000), 12345.f);
+        kn::matmul_path(kn::Path::kAuto, m.view(), x.data(), n, 512, y.data(), 1000, pool);
+        CHECK(worst_error(ref, y) <= kTolerance);
+      }
+    }
+  }
+}

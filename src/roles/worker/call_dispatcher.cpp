@@ -108,7 +108,8 @@ Status CallDispatcher::submit_item(Live& live, size_t i) {
   engine::OutputSink sink = [inbox = inbox_, id, item](engine::OutputChunk&& chunk) {
     inbox->push(Delivery{id, item, std::move(chunk)});
   };
-  Status st = engine_->submit(call.spec(i).req, std::move(sink));
+  Status st = submitter_ ? submitter_->submit(*engine_, call.spec(i), std::move(sink), !live.record_metrics)
+                         : engine_->submit(call.spec(i).req, std::move(sink));
   if (st.is_ok()) call.out(i).submitted = true;
   return st;
 }

@@ -278,7 +278,9 @@ void Scheduler::process_batch() {
     Request& r = *e.request;
     if (e.prefill && r.wants_input_logprobs()) collect_input_logprobs(r, e, out_, b, logprobs_);
     r.kv_len += e.num_tokens;
-    if (e.prefill) cache_prefix(r, e.start);
+    // A request whose KV is being sent keeps its own pages until it finishes: caching a
+    // chunk could swap a page for the tree's copy and free it under an in-flight write.
+    if (e.prefill && r.req.kv_handoff != GenerateRequest::KvHandoff::kSend) cache_prefix(r, e.start);
     if (r.uncomputed() > 0) continue;  // the prompt goes on next step
     if (r.wants_input_logprobs()) {
       r.out.input_logprobs = std::move(r.input_logprobs);

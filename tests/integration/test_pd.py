@@ -154,7 +154,7 @@ def goldens_hf_ids_over_tcp(ctx):
 def missing_bootstrap_fields_and_layout_mismatch(ctx):
     gguf = ctx.stories_gguf()
     p, d, bport = start_pd(ctx, ["--model-path", gguf], TCP, prefill_args=["--page-size", "16"],
-                           decode_args=["--page-size", "8"])
+                           decode_args=["--page-size", "8"], common=["--disaggregation-bootstrap-timeout", "3"])
     body = {"text": "Once upon a time", "sampling_params": {"temperature": 0, "max_new_tokens": 4}}
     for w in (p, d):
         status, j = http_json("POST", w.url + "/generate", body)
@@ -167,8 +167,9 @@ def missing_bootstrap_fields_and_layout_mismatch(ctx):
     check(ds >= 500, ds, dj)
     msg = dj["error"]["message"]
     check("page_size" in msg and "16" in msg and "8" in msg, msg)
-    # Prefill's request fails too (nobody registers it within its bootstrap timeout, or
-    # sooner); both stay healthy.
+    # Prefill's request fails too: nobody registers its room within the bootstrap timeout.
+    check(ps is not None and ps >= 500, ps, pj)
+    check("room" in pj["error"]["message"], pj)
     check_eq(http_request("GET", d.url + "/health")[0], 200)
     check_eq(http_request("GET", p.url + "/health")[0], 200)
 

@@ -46,6 +46,7 @@ struct DecodeSide::Room {
   Clock::time_point created = Clock::now();
   Clock::time_point registered_at{};
   int64_t prompt_len = 0;
+  uint64_t prompt_hash = 0;
   std::vector<int32_t> pages;  // held (one reference each) until released
   bool pages_held = false;
   bool register_sent = false;  // prefill may write into the pages from now on
@@ -132,6 +133,7 @@ Status DecodeSide::submit(engine::EngineService& engine, const worker::ItemSpec&
     room->prefill = key;
     room->endpoint = ep;
     room->prompt_len = static_cast<int64_t>(req.input_ids.size());
+    room->prompt_hash = prompt_hash(req.input_ids);
     room->sink = std::move(sink);
     rooms_.emplace(room_id, std::move(room));
     room_of_rid_[req.rid] = room_id;
@@ -368,6 +370,7 @@ void DecodeSide::try_register(uint64_t room_id) {
     rr.room = room.id;
     rr.epoch = room.epoch;
     rr.prompt_len = room.prompt_len;
+    rr.prompt_hash = room.prompt_hash;
     rr.pages = room.pages;
     ep = room.endpoint;
   }

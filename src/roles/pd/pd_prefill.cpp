@@ -18,6 +18,13 @@ constexpr std::chrono::milliseconds kSweepPeriod{100};
 
 void reply_error(net::Response& resp, const Status& st) { worker::send_api_error(resp, st); }
 
+void answer_connect(net::Response& resp, const KvLayout& layout) {
+  nlohmann::json j;
+  j["layout"] = layout_to_json(layout);
+  j["pid"] = static_cast<long>(::getpid());
+  resp.send(200, j.dump());
+}
+
 }  // namespace
 
 struct PrefillSide::Room {
@@ -30,6 +37,7 @@ struct PrefillSide::Room {
   bool has_request = false;
   std::string rid;
   int64_t prompt_len = 0;
+  uint64_t prompt_hash = 0;
   engine::OutputSink sink;  // the dispatcher's
 
   // Decode's registration.
@@ -40,6 +48,7 @@ struct PrefillSide::Room {
   uint64_t epoch = 0;
   std::vector<int32_t> dst_pages;
   int64_t reg_prompt_len = 0;
+  uint64_t reg_prompt_hash = 0;
 
   // The engine's progress.
   std::vector<int32_t> src_pages;
@@ -133,9 +142,12 @@ Status PrefillSide::submit(engine::EngineService& engine, const worker::ItemSpec
       it = rooms_.emplace(room_id, std::move(room)).first;
     }
     Room& room = *it->second;
-    if (room.registered && room.reg_prompt_len != static_cast<int64_t>(req.input_ids.size())) {
-      Status st = Status::invalid_argument(fmt::format("room {}: decode registered a prompt of {} tokens, this one has {}",
-                                                       room_id, room.reg_prompt_len, req.input_ids.size()));
+    const uint64_t hash = prompt_hash(req.input_ids);
+    if (room.registered && (room.reg_prompt_len != static_cast<int64_t>(req.input_ids.size()) ||
+                            room.reg_prompt_hash != hash)) {
+      Status st = Status::invalid_argument(fmt::format(
+          "room {}: decode registered another prompt ({} tokens) than this request's ({} tokens)", room_id,
+          room.reg_prompt_len, req.input_ids.size()));
       fail_locked(room, st, true);
       settle_locked(room_id);
       return st;
@@ -143,6 +155,7 @@ Status PrefillSide::submit(engine::EngineService& engine, const worker::ItemSpec
     room.has_request = true;
     room.rid = req.rid;
     room.prompt_len = static_cast<int64_t>(req.input_ids.size());
+    room.prompt_hash = hash;
     room.sink = std::move(sink);
     room.layer_tokens.assign(static_cast<size_t>(geometry_.num_layers), 0);
     room.layer_sent.assign(static_cast<size_t>(geometry_.num_layers), 0);
@@ -358,10 +371,21 @@ void PrefillSide::publish_locked() {
 // ---------------------------------------------------------------- peers (transfer thread)
 
 void PrefillSide::on_peer_event(const kv::PeerEvent& ev) {
-  if (ev.state != kv::PeerState::kFailed) {
-    if (ev.state == kv::PeerState::kReady) spdlog::info("decode peer {} ready over {}", ev.peer, ev.transports);
+  if (ev.state == kv::PeerState::kReady) {
+    spdlog::info("decode peer {} ready over {}", ev.peer, ev.transports);
+    {
+      std::lock_guard lk(mu_);
+      for (auto& [_, d] : decodes_) {
+        if (d.peer == ev.peer) d.ready = true;
+      }
+    }
+    loop_.post([self = shared_from_this(), peer = ev.peer] { self->answer_connects(peer, Status::ok()); });
     return;
   }
+  if (ev.state != kv::PeerState::kFailed) return;
+  loop_.post([self = shared_from_this(), peer = ev.peer, st = ev.status] {
+    self->answer_connects(peer, Status::unavailable("UCX could not connect to decode: " + st.message()));
+  });
   spdlog::warn("decode peer {} failed: {}", ev.peer, ev.status.message());
   std::lock_guard lk(mu_);
   for (auto it = decodes_.begin(); it != decodes_.end();) {
@@ -393,16 +417,34 @@ void PrefillSide::route_connect(const net::Request& req, net::Response resp) {
     spdlog::error("decode {} refused: {}", c->decode_id, st.message());
     return reply_error(resp, st);
   }
-  if (!decodes_.contains(c->decode_id)) {
+  auto it = decodes_.find(c->decode_id);
+  if (it == decodes_.end()) {
     auto peer = transfer_->add_peer(c->descriptor);
     if (!peer) return reply_error(resp, peer.status().with_context("connecting to decode"));
-    decodes_[c->decode_id] = Decode{*peer, geometry_of(c->layout)};
-    spdlog::info("decode {} connected (peer {})", c->decode_id, *peer);
+    it = decodes_.emplace(c->decode_id, Decode{*peer, geometry_of(c->layout), false}).first;
+    spdlog::info("decode {} connecting (peer {})", c->decode_id, *peer);
   }
-  nlohmann::json j;
-  j["layout"] = layout_to_json(layout_);
-  j["pid"] = static_cast<long>(::getpid());
-  resp.send(200, j.dump());
+  if (it->second.ready) return answer_connect(resp, layout_);
+  connect_waiters_[it->second.peer].push_back(std::move(resp));
+}
+
+void PrefillSide::answer_connects(kv::PeerId peer, const Status& st) {
+  auto it = connect_waiters_.find(peer);
+  if (it == connect_waiters_.end()) return;
+  std::vector<net::Response> waiting = std::move(it->second);
+  connect_waiters_.erase(it);
+  KvLayout layout;
+  {
+    std::lock_guard lk(mu_);
+    layout = layout_;
+  }
+  for (net::Response& r : waiting) {
+    if (st.is_ok()) {
+      answer_connect(r, layout);
+    } else {
+      reply_error(r, st);
+    }
+  }
 }
 
 void PrefillSide::route_register(const net::Request& req, net::Response resp) {
@@ -434,9 +476,9 @@ void PrefillSide::route_register(const net::Request& req, net::Response resp) {
     it = rooms_.emplace(r->room, std::move(room)).first;
   }
   Room& room = *it->second;
-  if (room.has_request && room.prompt_len != r->prompt_len) {
-    Status st = Status::invalid_argument(
-        fmt::format("room {}: decode has a prompt of {} tokens, prefill {}", r->room, r->prompt_len, room.prompt_len));
+  if (room.has_request && (room.prompt_len != r->prompt_len || room.prompt_hash != r->prompt_hash)) {
+    Status st = Status::invalid_argument(fmt::format("room {}: decode has another prompt ({} tokens) than prefill ({} tokens)",
+                                                     r->room, r->prompt_len, room.prompt_len));
     fail_locked(room, st, true);
     settle_locked(r->room);
     return reply_error(resp, st);
@@ -451,6 +493,7 @@ void PrefillSide::route_register(const net::Request& req, net::Response resp) {
   room.epoch = r->epoch;
   room.dst_pages = std::move(r->pages);
   room.reg_prompt_len = r->prompt_len;
+  room.reg_prompt_hash = r->prompt_hash;
   pump_locked(room);
   settle_locked(r->room);
   publish_locked();
@@ -469,7 +512,8 @@ void PrefillSide::route_cancel(const net::Request& req, net::Response resp) {
   Room& room = *it->second;
   room.notice_done = true;  // decode gave up on it: no failure notice needed
   room.cancel_waiters.push_back([resp]() mutable { resp.send(200, "{}"); });
-  fail_locked(room, Status::cancelled("decode cancelled the room"), false);
+  // Prefill's client (the router) gets an error, not an empty success.
+  fail_locked(room, Status::unavailable("decode cancelled the room (its client went away or it timed out)"), false);
   settle_locked(c->room);
 }
 

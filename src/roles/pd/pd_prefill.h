@@ -63,6 +63,7 @@ class PrefillSide final : public worker::ItemSubmitter, public std::enable_share
   struct Decode {
     kv::PeerId peer = 0;
     kv::KvGeometry geometry;
+    bool ready = false;  // UCX wire-up finished
   };
 
   void on_layer(const std::string& rid, std::span<const int32_t> pages, int layer, int32_t tokens);
@@ -71,6 +72,8 @@ class PrefillSide final : public worker::ItemSubmitter, public std::enable_share
   void route_connect(const net::Request& req, net::Response resp);
   void route_register(const net::Request& req, net::Response resp);
   void route_cancel(const net::Request& req, net::Response resp);
+  // Loop thread: answers the /pd/connect calls waiting for the peer's wire-up.
+  void answer_connects(kv::PeerId peer, const Status& st);
   void sweep();
 
   // Under mu_.
@@ -92,6 +95,9 @@ class PrefillSide final : public worker::ItemSubmitter, public std::enable_share
   std::unordered_map<uint64_t, std::unique_ptr<Room>> rooms_;  // guarded by mu_
   std::unordered_map<std::string, uint64_t> room_of_rid_;      // guarded by mu_
   std::unordered_map<std::string, Decode> decodes_;            // guarded by mu_: by decode_id
+  // /pd/connect replies wait for UCX's wire-up to finish, so that no request's transfer
+  // races it (UCX 1.13 over TCP can abort on a peer that dies mid-wire-up). Loop thread.
+  std::unordered_map<kv::PeerId, std::vector<net::Response>> connect_waiters_;
 };
 
 }  // namespace pdctl::pd

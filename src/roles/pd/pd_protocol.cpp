@@ -128,7 +128,7 @@ Result<ConnectRequest> decode_connect(std::string_view body) {
 
 std::string encode_register(const RegisterRequest& r) {
   return json{{"decode_id", r.decode_id}, {"room", r.room},   {"epoch", r.epoch},
-              {"prompt_len", r.prompt_len}, {"pages", r.pages}}
+              {"prompt_len", r.prompt_len}, {"prompt_hash", r.prompt_hash}, {"pages", r.pages}}
       .dump();
 }
 
@@ -140,6 +140,7 @@ Result<RegisterRequest> decode_register(std::string_view body) {
   get(j, "room", r.room, err);
   get(j, "epoch", r.epoch, err);
   get(j, "prompt_len", r.prompt_len, err);
+  get(j, "prompt_hash", r.prompt_hash, err);
   PDCTL_RETURN_IF_ERROR(err);
   auto it = j.find("pages");
   if (it == j.end() || !it->is_array()) return Status::invalid_argument("'pages' is missing or not a list");
@@ -194,6 +195,18 @@ Result<Notice> decode_notice(std::string_view body) {
   }
   PDCTL_RETURN_IF_ERROR(err);
   return n;
+}
+
+uint64_t prompt_hash(const std::vector<int32_t>& ids) {
+  uint64_t h = 1469598103934665603ull;
+  for (int32_t id : ids) {
+    auto v = static_cast<uint32_t>(id);
+    for (int k = 0; k < 4; ++k) {
+      h ^= (v >> (8 * k)) & 0xffu;
+      h *= 1099511628211ull;
+    }
+  }
+  return h;
 }
 
 namespace {

@@ -7,7 +7,7 @@
 //   POST /pd/connect   {decode_id, descriptor (base64 of the transfer engine's), layout}
 //                      -> 200 {layout} (prefill added decode as a UCX peer), or 400 naming
 //                      the first layout field that differs, with both values
-//   POST /pd/register  {decode_id, room, epoch, prompt_len, pages} -> 200, 404 unknown
+//   POST /pd/register  {decode_id, room, epoch, prompt_len, prompt_hash, pages} -> 200, 404 unknown
 //                      decode (connect again), 409 the room is taken by another request
 //   POST /pd/cancel    {decode_id, room, epoch} -> 200 once no write of the room can land
 //                      any more in decode's pages
@@ -60,6 +60,7 @@ struct RegisterRequest {
   uint64_t room = 0;
   uint64_t epoch = 0;       // decode's attempt number: a notice names it, stale ones are ignored
   int64_t prompt_len = 0;
+  uint64_t prompt_hash = 0;  // prompt_hash(): a room reused by another prompt is refused
   std::vector<int32_t> pages;
 };
 std::string encode_register(const RegisterRequest& r);
@@ -83,6 +84,9 @@ struct Notice {
 };
 std::string encode_notice(const Notice& n);
 Result<Notice> decode_notice(std::string_view body);
+
+// FNV-1a over the prompt's token ids: both sides must be serving the same prompt in a room.
+uint64_t prompt_hash(const std::vector<int32_t>& ids);
 
 std::string base64_encode(std::string_view bytes);
 Result<std::string> base64_decode(std::string_view text);

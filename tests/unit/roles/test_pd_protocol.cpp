@@ -47,15 +47,17 @@ TEST_CASE("connect, register, cancel and notices round-trip") {
   CHECK(c2->layout.num_pages == 100);
   CHECK(check_layout(c2->layout, layout()).is_ok());
 
-  RegisterRequest r{"dec-1", (uint64_t{1} << 62) + 5, 7, 33, {4, 5, 6}};
+  RegisterRequest r{"dec-1", (uint64_t{1} << 62) + 5, 7, 33, prompt_hash({1, 2, 3}), {4, 5, 6}};
   auto r2 = decode_register(encode_register(r));
   REQUIRE(r2.has_value());
   CHECK(r2->room == r.room);
   CHECK(r2->epoch == 7);
   CHECK(r2->prompt_len == 33);
   CHECK(r2->pages == std::vector<int32_t>{4, 5, 6});
-  CHECK_FALSE(decode_register(R"({"decode_id":"x","room":1,"epoch":1,"prompt_len":3,"pages":[-1]})").has_value());
-  CHECK_FALSE(decode_register(R"({"decode_id":"x","room":1,"epoch":1,"prompt_len":3})").has_value());
+  CHECK(r2->prompt_hash == prompt_hash({1, 2, 3}));
+  CHECK(prompt_hash({1, 2, 3}) != prompt_hash({1, 2, 4}));
+  CHECK_FALSE(decode_register(R"({"decode_id":"x","room":1,"epoch":1,"prompt_len":3,"prompt_hash":1,"pages":[-1]})").has_value());
+  CHECK_FALSE(decode_register(R"({"decode_id":"x","room":1,"epoch":1,"prompt_len":3,"prompt_hash":1})").has_value());
   CHECK_FALSE(decode_register("[1]").has_value());
 
   auto x = decode_cancel(encode_cancel(CancelRequest{"d", 9, 2}));

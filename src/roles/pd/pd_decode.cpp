@@ -236,6 +236,7 @@ void DecodeSide::on_message(std::string message) {
   }
   room.state = Room::State::kSuccess;
   if (metrics_) {
+    metrics_->kv_ready(std::chrono::duration<double>(Clock::now().time_since_epoch()).count());
     const double secs = std::chrono::duration<double>(Clock::now() - room.registered_at).count();
     const uint64_t bytes = static_cast<uint64_t>(room.prompt_len) * geometry_of(layout_).bytes_per_token();
     metrics_->transferred(bytes, secs);

@@ -32,7 +32,11 @@ PdMetrics::PdMetrics(prometheus::Registry& r, const prometheus::Labels& l)
                              "and registration).",
                              l)),
       transfer_queue_(gauge(r, "sglang:num_transfer_queue_reqs",
-                            "Requests whose KV is being transferred.", l)) {}
+                            "Requests whose KV is being transferred.", l)),
+      prompt_done_(gauge(r, "pdctl:pd_last_prompt_computed_seconds",
+                         "Prefill: steady-clock time when the last prompt finished computing.", l)),
+      kv_ready_(gauge(r, "pdctl:pd_last_kv_ready_seconds",
+                      "Decode: steady-clock time when the last request's KV notice arrived.", l)) {}
 
 void PdMetrics::transferred(uint64_t bytes, double seconds) {
   bytes_.Increment(static_cast<double>(bytes));

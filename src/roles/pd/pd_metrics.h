@@ -21,6 +21,11 @@ class PdMetrics {
   void transferred(uint64_t bytes, double seconds);
   // Queue lengths. Prefill: rooms waiting for decode's registration, rooms transferring.
   // Decode: requests waiting for pages (the engine's queue), requests waiting for their KV.
+  // Steady-clock (CLOCK_MONOTONIC, comparable between processes of one host) seconds of
+  // the last prompt computed (prefill) and of the last KV arrival (decode): their
+  // difference is the hand-off time of a request (scripts/bench-pd-transfer.py).
+  void prompt_computed(double t) { prompt_done_.Set(t); }
+  void kv_ready(double t) { kv_ready_.Set(t); }
   void set_queues(int bootstrap, int transfer) {
     bootstrap_queue_.Set(bootstrap);
     transfer_queue_.Set(transfer);
@@ -34,6 +39,8 @@ class PdMetrics {
   prometheus::Histogram& latency_;
   prometheus::Gauge& bootstrap_queue_;
   prometheus::Gauge& transfer_queue_;
+  prometheus::Gauge& prompt_done_;
+  prometheus::Gauge& kv_ready_;
 };
 
 }  // namespace pdctl::pd

@@ -207,6 +207,7 @@ void PrefillSide::on_chunk(uint64_t room_id, engine::OutputChunk&& chunk) {
   }
   Room& room = *it->second;
   if (!chunk.finished) return;  // max_new_tokens is 1: the final chunk carries the token
+  if (metrics_) metrics_->prompt_computed(std::chrono::duration<double>(Clock::now().time_since_epoch()).count());
   room.engine_done = true;
   room.held_pages = std::move(chunk.held_pages);
   room_of_rid_.erase(room.rid);

@@ -9,8 +9,7 @@
 - /health is 503 until the model is loaded; SIGTERM lets requests in flight finish, exit 0;
   a broken model file is a start-up error naming the file.
 
-Skipped (exit 77) while `pdctl serve` answers "not implemented" (the engine's scheduler has
-not landed), or when ../shared/models is absent.
+Skipped (exit 77) when ../shared/models is absent.
 """
 
 import socket
@@ -19,7 +18,7 @@ from pdctl_testlib import *  # noqa: F401,F403
 
 
 def start_serve(ctx, *args, name=None, env=None, timeout=120):
-    """Starts `pdctl serve ARGS` and waits for /health 200; skips while serve is a stub."""
+    """Starts `pdctl serve ARGS` and waits for /health 200."""
     p = ctx.start("serve", *args, name=name, env=env, wait=False)
 
     def up():
@@ -33,10 +32,7 @@ def start_serve(ctx, *args, name=None, env=None, timeout=120):
 
     state = wait_until(up, timeout, what=f"pdctl serve at {p.url} to answer /health or exit")
     if state == "exited":
-        log = p.log()
-        if "not implemented" in log:
-            skip("pdctl serve is not implemented yet: " + log.strip().splitlines()[-1])
-        raise CheckFailed(f"pdctl serve exited with {p.popen.returncode}:\n{log}")
+        raise CheckFailed(f"pdctl serve exited with {p.popen.returncode}:\n{p.log()}")
     return p
 
 
@@ -177,6 +173,78 @@ def repeated_prompt_uses_the_prefix_cache(ctx):
         check(name in text, name, "missing from /metrics")
 
 
+# ----------------------------------------------------------------------------- info, tokenizer and admin routes
+
+@test
+def info_tokenize_and_admin_routes(ctx):
+    gguf = ctx.stories_gguf()
+    g = ctx.golden()[0]
+    w = start_serve(ctx, "--model-path", gguf, "--served-model-name", "stories")
+    url = w.url
+
+    # Tokenizer round trip, under both paths; ids as the GGUF tokenizer gives them (BOS first).
+    for prefix in ("/v1", ""):
+        status, t = http_json("POST", url + prefix + "/tokenize", {"prompt": g["prompt"]})
+        check_eq(status, 200, t)
+        check_eq(t["tokens"], g["prompt_tokens"], "tokenize", prefix)
+        check_eq(t["count"], len(g["prompt_tokens"]))
+        check(t["max_model_len"] > 0, t)
+        status, d = http_json("POST", url + prefix + "/detokenize", {"tokens": g["completion_tokens"]})
+        check_eq(status, 200, d)
+        check_eq(d["text"], g["text"], "detokenize", prefix)
+    status, t = http_json("POST", url + "/v1/tokenize", {"prompt": g["prompt"], "add_special_tokens": False})
+    check_eq(t["tokens"], g["prompt_tokens"][1:], "no BOS without add_special_tokens")
+    status, body = http_json("POST", url + "/v1/detokenize", {"tokens": [1, 10 ** 7]})
+    check_error(status, body, 400, "detokenize of an id outside the vocabulary")
+
+    status, models = http_json("GET", url + "/v1/models")
+    check_eq(status, 200, models)
+    check_eq([m["id"] for m in models["data"]], ["stories"])
+    status, info = http_json("GET", url + "/get_model_info")
+    check_eq(status, 200, info)
+    check_eq(info["model_path"], gguf)
+    check(info["is_generation"] is True, info)
+    status, server = http_json("GET", url + "/get_server_info")
+    check_eq(status, 200, server)
+    check(server["max_total_num_tokens"] > 0, server)
+    check_eq(server["internal_states"][0]["num_running_reqs"], 0, server)
+    status, load = http_json("GET", url + "/get_load")
+    check_eq(status, 200, load)
+    check_eq((load[0]["num_reqs"], load[0]["num_tokens"]), (0, 0), load)
+    check_eq(http_request("GET", url + "/health_generate")[0], 200)
+
+    # /flush_cache empties the prefix cache: the same prompt is no longer a hit afterwards.
+    body = {"input_ids": g["prompt_tokens"] + g["completion_tokens"][:40],
+            "sampling_params": {"temperature": 0, "max_new_tokens": 4}}
+    generate(url, body)
+    check(generate(url, body)["meta_info"]["cached_tokens"] > 0, "a hit before the flush")
+    status, _, _ = http_request("POST", url + "/flush_cache")
+    check_eq(status, 200)
+    check_eq(generate(url, body)["meta_info"]["cached_tokens"], 0, "no hit after the flush")
+
+    # /abort_request by rid ends a running request with finish_reason abort.
+    result = {}
+
+    def long_request():
+        result["r"] = http_json("POST", url + "/generate",
+                                {"text": "Once", "rid": "to-abort",
+                                 "sampling_params": {"max_new_tokens": 400, "ignore_eos": True}})
+    t = threading.Thread(target=long_request)
+    t.start()
+    wait_until(lambda: http_json("GET", url + "/get_load")[1][0]["num_reqs"] == 1, 20, what="the request to run")
+    check_eq(http_request("POST", url + "/abort_request", {"rid": "to-abort"})[0], 200)
+    t.join(timeout=30)
+    status, out = result["r"]
+    check_eq(out["meta_info"]["finish_reason"]["type"], "abort", status, out)
+    check(out["meta_info"]["completion_tokens"] < 400, out["meta_info"])
+    wait_until(lambda: http_json("GET", url + "/get_load")[1][0]["num_tokens"] == 0, 20, what="pages freed")
+    check_eq(http_request("POST", url + "/abort_request", {})[0], 400, "abort without a rid")
+
+    status, _, raw = http_request("GET", url + "/metrics")
+    text = raw.decode()
+    check("sglang:num_requests_total" in text and "sglang:num_aborted_requests_total" in text, text[:2000])
+
+
 # ----------------------------------------------------------------------------- errors
 
 @test
@@ -277,10 +345,7 @@ def health_is_503_until_loaded_then_sigterm_exits_0(ctx):
 
     def ready():
         if not p.alive():
-            log = p.log()
-            if "not implemented" in log:
-                skip("pdctl serve is not implemented yet: " + log.strip().splitlines()[-1])
-            raise CheckFailed(f"serve exited:\n{log}")
+            raise CheckFailed(f"serve exited:\n{p.log()}")
         try:
             status, _, raw = http_request("GET", p.url + "/health", timeout=2)
         except OSError:
@@ -324,8 +389,6 @@ def broken_model_file_is_a_start_up_error(ctx):
     p = ctx.start("serve", "--model-path", broken, wait=False)
     p.popen.wait(timeout=60)
     log = p.log()
-    if "not implemented" in log and p.popen.returncode == 1 and "broken.gguf" not in log:
-        skip("pdctl serve is not implemented yet")
     check(p.popen.returncode != 0, "a broken model file must fail the start:", log)
     check("broken.gguf" in log, "the message names the file:", log)
 

@@ -2,12 +2,10 @@
 streamed and not, on a dummy Llama model whose directory holds the Llama-3 tokenizer files
 of ../shared/tokenizers/llama3/ (so the chat template is the real one).
 
-The package is installed once into BUILD/npm with npm; the test is skipped with a message
-when node or npm is missing or the registry cannot be reached, and while `pdctl serve`
-answers "not implemented".
+The package is installed once into BUILD/npm with npm (pdctl_testlib's openai_module, shared
+with the router's tests); the test is skipped with a message when node or npm is missing or
+the registry cannot be reached.
 """
-
-import shutil
 
 from pdctl_testlib import *  # noqa: F401,F403
 
@@ -15,7 +13,7 @@ SCRIPT = "tests/integration/openai_client/check_openai.cjs"
 
 
 def start_serve(ctx, *args, timeout=120):
-    """Starts `pdctl serve ARGS` and waits for /health 200; skips while serve is a stub."""
+    """Starts `pdctl serve ARGS` and waits for /health 200."""
     p = ctx.start("serve", *args, wait=False)
 
     def up():
@@ -29,34 +27,14 @@ def start_serve(ctx, *args, timeout=120):
 
     if wait_until(up, timeout, what=f"pdctl serve at {p.url}") == "exited":
         log = p.log()
-        if "not implemented" in log:
-            skip("pdctl serve is not implemented yet: " + log.strip().splitlines()[-1])
         raise CheckFailed(f"pdctl serve exited with {p.popen.returncode}:\n{log}")
     return p
-
-
-def openai_package(ctx):
-    """The directory holding node_modules/openai, installed on first use."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        skip("node and npm are needed for the openai npm client test")
-    prefix = os.path.join(ctx.build, "npm")
-    if not os.path.exists(os.path.join(prefix, "node_modules", "openai", "package.json")):
-        os.makedirs(prefix, exist_ok=True)
-        try:
-            r = subprocess.run([npm, "install", "--prefix", prefix, "--no-audit", "--no-fund", "openai@4"],
-                               capture_output=True, text=True, timeout=300)
-        except subprocess.TimeoutExpired:
-            skip("npm install openai@4 timed out (no registry?)")
-        if r.returncode != 0:
-            skip("npm install openai@4 failed (no registry?): " + (r.stderr or r.stdout).strip()[-300:])
-    return os.path.join(prefix, "node_modules")
 
 
 @test
 def openai_npm_client_completions_and_chat(ctx):
     tok_dir = ctx.shared_path("tokenizers/llama3")
-    modules = openai_package(ctx)
+    modules = os.path.dirname(ctx.openai_module())  # the node_modules directory
     model_dir = os.path.join(ctx.tmpdir, "llama3-dummy")
     os.makedirs(model_dir)
     config = {

@@ -434,8 +434,12 @@ Result<OpenAiCall> parse_completion(const json& body, const ApiModel& model, Ran
     Status bootstrap_err;  // PD: the router's bootstrap fields, one per prompt when a list
     read_bootstrap(body, p, prompts.size(), item.bootstrap, bootstrap_err);
     PDCTL_RETURN_IF_ERROR(bootstrap_err);
-    const std::string base = numbered ? fmt::format("{}-{}", call.id, p) : call.id;
-    add_samples(call.items, std::move(item), static_cast<int>(p), call.n, base, call.n > 1);
+    add_samples(call.items, std::move(item), static_cast<int>(p), call.n, call.id, /*numbered=*/false);
+  }
+  // Each choice's rid is the response id plus its choice index (prompt p, sample j -> p * n + j),
+  // so that /abort_request and the logs name a choice the way the client sees it.
+  if (numbered) {
+    for (size_t k = 0; k < call.items.size(); ++k) call.items[k].req.rid = fmt::format("{}-{}", call.id, k);
   }
   return call;
 }
@@ -552,7 +556,9 @@ Result<json> run_detokenize(const json& body, const ApiModel& model) {
   auto decode_list = [&](const json& list) -> Result<std::string> {
     json one = {{"tokens", list}};
     FieldReader f(one);
-    auto ids = f.int_list("tokens", 0, kIntMax);
+    // The tokenizer's own vocabulary: an id it does not know is the client's error, not ''.
+    const auto max_id = static_cast<int64_t>(model.tokenizer->vocab_size()) - 1;
+    auto ids = f.int_list("tokens", 0, max_id);
     PDCTL_RETURN_IF_ERROR(f.status());
     return model.tokenizer->decode(*ids, skip);
   };

@@ -1,7 +1,6 @@
 #pragma once
 // Starts the engine a worker serves from: EngineService::start over a ModelRunner and the
-// tokenizer. One seam, so that the roles build and link before the scheduler (the
-// EngineService implementation, branch `scheduler`) has landed.
+// tokenizer. One seam where the prefill and decode roles can put their own engines.
 #include <memory>
 #include <optional>
 

@@ -23,7 +23,7 @@ const engine::Tokenizer& byte_tok() {
 
 ApiModel byte_model(int64_t ctx = 256) {
   ApiModel m;
-  m.name = "m";
+  m.name = std::string(1, 'm');  // not = "m": GCC 12 -Wrestrict false positive (PR105329) at -O3
   m.tokenizer = &byte_tok();
   m.context_length = ctx;
   m.vocab_size = 512;
@@ -353,6 +353,8 @@ TEST_CASE("tokenize and detokenize") {
   REQUIRE(d2.has_value());
   CHECK((*d2)["text"] == json::array({"a", "b"}));
   CHECK_FALSE(run_detokenize(json{{"tokens", "x"}}, m).has_value());
+  // An id the tokenizer does not know is a 400, not an empty text.
+  CHECK_FALSE(run_detokenize(json{{"tokens", {static_cast<int64_t>(byte_tok().vocab_size())}}}, m).has_value());
   CHECK_FALSE(parse_tokenize(json{{"prompt", 5}}, m).has_value());
   ApiModel none = m;
   none.tokenizer = nullptr;

@@ -31,7 +31,15 @@ struct AbortCmd {
 struct FlushCmd {
   std::function<void(Status)> done;
 };
-using Command = std::variant<SubmitCmd, AbortCmd, FlushCmd>;
+struct KvArrivedCmd {
+  std::string rid;
+  int32_t token = 0;
+  float logprob = 0;
+};
+struct ReleasePagesCmd {
+  std::vector<int32_t> pages;
+};
+using Command = std::variant<SubmitCmd, AbortCmd, FlushCmd, KvArrivedCmd, ReleasePagesCmd>;
 
 Status check_options(const SchedulerOptions& o) {
   if (o.max_running_requests < 0) return Status::invalid_argument("max_running_requests must be >= 0");
@@ -43,7 +51,7 @@ Status check_options(const SchedulerOptions& o) {
 class EngineServiceImpl final : public EngineService {
  public:
   EngineServiceImpl(std::unique_ptr<ModelRunner> runner, std::optional<Tokenizer> tokenizer,
-                    const SchedulerOptions& options)
+                    const SchedulerOptions& options, KvHandoffHooks hooks)
       : runner_(std::move(runner)),
         tokenizer_(std::move(tokenizer)),
         options_(options),
@@ -51,6 +59,7 @@ class EngineServiceImpl final : public EngineService {
         num_pages_(runner_->kv_pool().num_pages()) {
     scheduler_ = std::make_unique<Scheduler>(*runner_, tokenizer_ ? &*tokenizer_ : nullptr, options_, metrics_,
                                              [this](const std::string& rid) { retire(rid); });
+    scheduler_->set_kv_hooks(std::move(hooks));
     thread_ = std::thread([this] { run(); });
     engine_thread_ = thread_.get_id();
     pthread_setname_np(thread_.native_handle(), "pdctl-engine");
@@ -60,6 +69,10 @@ class EngineServiceImpl final : public EngineService {
   Status submit(GenerateRequest request, OutputSink sink) override;
   void abort(const std::string& rid, std::string reason) override;
   void flush_cache(std::function<void(Status)> done) override;
+  void kv_arrived(const std::string& rid, int32_t first_token, float logprob) override {
+    post(KvArrivedCmd{rid, first_token, logprob});
+  }
+  void release_pages(std::vector<int32_t> pages) override { post(ReleasePagesCmd{std::move(pages)}); }
   EngineLoad load() const override;
   EngineCounters counters() const override;
   const ModelConfig& model_config() const override { return runner_->config(); }
@@ -185,6 +198,7 @@ EngineLoad EngineServiceImpl::load() const {
   l.tokens_in_use = metrics_.tokens_in_use.load(std::memory_order_relaxed);
   l.total_tokens = int64_t{num_pages_} * page_size_;
   l.cached_tokens = metrics_.cached_tokens.load(std::memory_order_relaxed);
+  l.transfer_requests = metrics_.awaiting_kv.load(std::memory_order_relaxed);
   return l;
 }
 
@@ -223,6 +237,10 @@ void EngineServiceImpl::handle(Command& c) {
   } else if (auto* f = std::get_if<FlushCmd>(&c)) {
     Status st = scheduler_->flush_cache();
     if (f->done) f->done(std::move(st));
+  } else if (auto* k = std::get_if<KvArrivedCmd>(&c)) {
+    scheduler_->kv_arrived(k->rid, k->token, k->logprob);
+  } else if (auto* p = std::get_if<ReleasePagesCmd>(&c)) {
+    scheduler_->release_pages(p->pages);
   }
 }
 
@@ -249,10 +267,11 @@ void EngineServiceImpl::run() {
 
 Result<std::unique_ptr<EngineService>> EngineService::start(std::unique_ptr<ModelRunner> runner,
                                                             std::optional<Tokenizer> tokenizer,
-                                                            const SchedulerOptions& options) {
+                                                            const SchedulerOptions& options,
+                                                            KvHandoffHooks hooks) {
   if (!runner) return Status::invalid_argument("EngineService::start without a model runner");
   PDCTL_RETURN_IF_ERROR(check_options(options));
-  std::unique_ptr<EngineService> s = std::make_unique<EngineServiceImpl>(std::move(runner), std::move(tokenizer), options);
+  std::unique_ptr<EngineService> s = std::make_unique<EngineServiceImpl>(std::move(runner), std::move(tokenizer), options, std::move(hooks));
   return s;
 }
 

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -38,6 +39,9 @@ struct GenerateRequest {
   int logprob_start_len = -1;            // >= 0: also the logprobs of prompt tokens from here
   bool stream = false;                   // informational: the engine always emits deltas
   double arrival_time = 0;               // steady-clock seconds when the HTTP layer got it
+  // PD disaggregation (see KvHandoffHooks): kSend on a prefill worker, kReceive on decode.
+  enum class KvHandoff : uint8_t { kNone, kSend, kReceive };
+  KvHandoff kv_handoff = KvHandoff::kNone;
 };
 
 struct FinishInfo {
@@ -73,6 +77,10 @@ struct OutputChunk {
   int completion_tokens = 0;             // cumulative
   bool finished = false;
   FinishInfo finish;                     // valid when finished
+  // Final chunk of a KvHandoff::kSend request: its page table, each page with one extra
+  // reference that the receiver of the chunk owns and returns with release_pages() once
+  // no transfer reads the pages any more.
+  std::vector<int32_t> held_pages;
 };
 
 using OutputSink = std::function<void(OutputChunk&&)>;
@@ -97,6 +105,7 @@ struct EngineLoad {
                                          // request's partly filled last page counts in full)
   int64_t total_tokens = 0;              // KV pool size in tokens
   int64_t cached_tokens = 0;             // KV tokens held only by the prefix cache (evictable)
+  int transfer_requests = 0;             // KvHandoff::kReceive requests with pages, waiting for their KV
 };
 
 struct EngineCounters {                  // monotonic, for Prometheus counters
@@ -111,13 +120,33 @@ struct EngineCounters {                  // monotonic, for Prometheus counters
   double forward_seconds = 0;            // engine time, for overhead measurements
 };
 
+// PD disaggregation: how the engine hands a request's KV pages to the transfer side. The
+// engine knows nothing of the network; both hooks run ON THE ENGINE THREAD and must only
+// record and enqueue (the forward pass waits for them).
+//  - Prefill (kSend): after each layer of a step, on_layer_stored names the request's pages
+//    and how many of its tokens now have that layer's K/V; those blocks never change again
+//    (the request's final chunk carries held_pages, so they outlive the request until
+//    release_pages()).
+//  - Decode (kReceive): once the request is admitted (the pool had room for its prompt),
+//    on_kv_reserved hands over its page table, each page with one extra reference owned by
+//    the transfer side. The request waits, out of the batch, until kv_arrived() says the
+//    prompt's K/V is in those pages; it then joins the running batch with the first token
+//    (sampled by prefill). The transfer side gives its references back with release_pages()
+//    once no remote write can land in the pages any more (so an aborted request's pages
+//    are not reused under a late write).
+struct KvHandoffHooks {
+  std::function<void(const std::string& rid, std::span<const int32_t> pages, int layer, int32_t tokens)>
+      on_layer_stored;
+  std::function<void(const std::string& rid, std::vector<int32_t> pages)> on_kv_reserved;
+};
+
 class EngineService {
  public:
   // Starts the engine thread. `tokenizer` may be empty (--skip-tokenizer-init): then stop
   // strings and text are unavailable and requests must not ask for them.
   static Result<std::unique_ptr<EngineService>> start(std::unique_ptr<ModelRunner> runner,
                                                       std::optional<Tokenizer> tokenizer,
-                                                      const SchedulerOptions& options);
+                                                      const SchedulerOptions& options, KvHandoffHooks hooks = {});
   virtual ~EngineService() = default;
 
   // Thread-safe. Validates the request (ids in the vocabulary, prompt plus max_new_tokens
@@ -139,6 +168,15 @@ class EngineService {
   // shutdown() has begun). Fails (kUnavailable) while requests are live (running or
   // queued), as SGLang.
   virtual void flush_cache(std::function<void(Status)> done) = 0;
+
+  // Thread-safe. PD decode: the KV of kReceive request `rid` has arrived; it joins the
+  // batch starting from `first_token` (with its logprob). Unknown or not-waiting rids are
+  // ignored (the request was aborted meanwhile).
+  virtual void kv_arrived(const std::string& rid, int32_t first_token, float logprob) {
+    (void)rid, (void)first_token, (void)logprob;
+  }
+  // Thread-safe. Drops one reference from each page (see KvHandoffHooks).
+  virtual void release_pages(std::vector<int32_t> pages) { (void)pages; }
 
   virtual EngineLoad load() const = 0;          // thread-safe snapshot
   virtual EngineCounters counters() const = 0;  // thread-safe snapshot

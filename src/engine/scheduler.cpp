@@ -54,9 +54,43 @@ void Scheduler::abort(const std::string& rid, const std::string& reason, Errc co
 void Scheduler::abort_all(const std::string& reason, Errc code) {
   std::vector<std::string> rids;
   rids.reserve(requests_.size());
+  for (const Request* r : awaiting_) rids.push_back(r->req.rid);
   for (const Request* r : waiting_) rids.push_back(r->req.rid);
   for (const Request* r : running_) rids.push_back(r->req.rid);
   for (const std::string& rid : rids) abort(rid, reason, code);
+}
+
+void Scheduler::set_kv_hooks(KvHandoffHooks hooks) {
+  kv_hooks_ = std::move(hooks);
+  if (!kv_hooks_.on_layer_stored) return;
+  layer_hook_ = [this](const StepBatch& batch, int layer) {
+    for (const StepBatch::Entry& e : batch.entries()) {
+      const Request& r = *e.request;
+      if (!e.prefill || r.req.kv_handoff != GenerateRequest::KvHandoff::kSend) continue;
+      kv_hooks_.on_layer_stored(r.req.rid, r.pages, layer, e.start + e.num_tokens);
+    }
+  };
+}
+
+void Scheduler::kv_arrived(const std::string& rid, int32_t first_token, float logprob) {
+  auto it = requests_.find(rid);
+  if (it == requests_.end() || !it->second->awaiting_kv) {
+    spdlog::debug("KV arrived for request {}, which no longer waits for it", rid);
+    return;
+  }
+  Request& r = *it->second;
+  awaiting_.erase(std::find(awaiting_.begin(), awaiting_.end(), &r));
+  r.awaiting_kv = false;
+  r.kv_len = r.prompt_len;
+  r.admit_seq = ++admit_counter_;
+  running_.push_back(&r);
+  append_token(r, first_token, logprob, {});
+  publish();
+}
+
+void Scheduler::release_pages(std::span<const int32_t> pages) {
+  if (Status st = pool_.release(pages); !st.is_ok()) spdlog::error("scheduler: {}", st.to_string());
+  publish();
 }
 
 Status Scheduler::flush_cache() {
@@ -148,10 +182,12 @@ void Scheduler::admit() {
   const int ps = pool_.page_size();
   int64_t reserve = 0;
   for (const Request* r : running_) reserve += policy::reserve_tokens(r->remaining_new_tokens(), ratio_.value(), tuning_);
-  while (!waiting_.empty() && static_cast<int>(running_.size()) < max_running_) {
+  while (!waiting_.empty() && static_cast<int>(running_.size() + awaiting_.size()) < max_running_) {
     Request& r = *waiting_.front();
+    const bool receive = r.req.kv_handoff == GenerateRequest::KvHandoff::kReceive;
     RadixCache::Match m;
-    if (cache_) m = cache_->match(std::span<const int32_t>(r.fill).first(static_cast<size_t>(prefix_limit(r))));
+    // A request whose KV comes from prefill takes fresh pages for all of it.
+    if (cache_ && !receive) m = cache_->match(std::span<const int32_t>(r.fill).first(static_cast<size_t>(prefix_limit(r))));
     const int need = pool_.pages_for_tokens(static_cast<int64_t>(r.fill.size())) - static_cast<int>(m.pages.size());
     const int avail = available_pages();  // after the match locked its pages
     const int64_t own_reserve = policy::reserve_tokens(r.remaining_new_tokens(), ratio_.value(), tuning_);
@@ -164,7 +200,8 @@ void Scheduler::admit() {
         cache_->unlock(m.node);
         if (Status st = pool_.release(m.pages); !st.is_ok()) spdlog::error("scheduler: {}", st.to_string());
       }
-      if (!running_.empty()) break;  // FCFS: the head waits for memory, the rest behind it
+      // FCFS: the head waits for memory, the rest behind it.
+      if (!running_.empty() || !awaiting_.empty()) break;
       // Nothing runs and it still does not fit: it never will (submit() should have said so).
       FinishInfo f;
       f.type = FinishInfo::Type::kAbort;
@@ -192,9 +229,18 @@ void Scheduler::admit() {
       for (int i = start; i < r.prompt_len; ++i) r.input_logprobs[static_cast<size_t>(i - start)].token = r.fill[static_cast<size_t>(i)];
       // The first prompt token has no logprob (0 here, null in SGLang's API).
     }
+    reserve += own_reserve;
+    if (receive) {
+      // The transfer side holds one more reference on each page until no remote write can
+      // land in it any more.
+      for (int32_t p : r.pages) (void)pool_.ref(p);
+      r.awaiting_kv = true;
+      awaiting_.push_back(&r);
+      if (kv_hooks_.on_kv_reserved) kv_hooks_.on_kv_reserved(r.req.rid, r.pages);
+      continue;
+    }
     r.admit_seq = ++admit_counter_;
     running_.push_back(&r);
-    reserve += own_reserve;
   }
 }
 
@@ -232,7 +278,9 @@ void Scheduler::process_batch() {
     Request& r = *e.request;
     if (e.prefill && r.wants_input_logprobs()) collect_input_logprobs(r, e, out_, b, logprobs_);
     r.kv_len += e.num_tokens;
-    if (e.prefill) cache_prefix(r, e.start);
+    // A request whose KV is being sent keeps its own pages until it finishes: caching a
+    // chunk could swap a page for the tree's copy and free it under an in-flight write.
+    if (e.prefill && r.req.kv_handoff != GenerateRequest::KvHandoff::kSend) cache_prefix(r, e.start);
     if (r.uncomputed() > 0) continue;  // the prompt goes on next step
     if (r.wants_input_logprobs()) {
       r.out.input_logprobs = std::move(r.input_logprobs);
@@ -322,6 +370,8 @@ void Scheduler::retract(Request& r) {
   release_kv(r, true);
   running_.erase(std::find(running_.begin(), running_.end(), &r));
   r.admit_seq = 0;
+  // Its prompt's K/V came from prefill once; now it recomputes here like any request.
+  if (r.req.kv_handoff == GenerateRequest::KvHandoff::kReceive) r.req.kv_handoff = GenerateRequest::KvHandoff::kNone;
   if (!r.input_logprobs_sent) r.input_logprobs.clear();
   waiting_.push_front(&r);
   metrics_.queued.fetch_add(1, std::memory_order_relaxed);
@@ -330,8 +380,17 @@ void Scheduler::retract(Request& r) {
 }
 
 void Scheduler::finish(Request& r, FinishInfo info, bool cache) {
-  release_kv(r, cache);
-  if (r.admit_seq != 0) {
+  if (r.req.kv_handoff == GenerateRequest::KvHandoff::kSend && !r.pages.empty()) {
+    // Transfers may still read these pages: the chunk's receiver owns one reference each.
+    for (int32_t p : r.pages) (void)pool_.ref(p);
+    r.out.held_pages = r.pages;
+  }
+  const bool awaiting = r.awaiting_kv;
+  release_kv(r, cache && !awaiting);
+  if (awaiting) {
+    awaiting_.erase(std::find(awaiting_.begin(), awaiting_.end(), &r));
+    r.awaiting_kv = false;
+  } else if (r.admit_seq != 0) {
     running_.erase(std::find(running_.begin(), running_.end(), &r));
   } else {
     waiting_.erase(std::find(waiting_.begin(), waiting_.end(), &r));
@@ -362,6 +421,7 @@ void Scheduler::publish() {
   const int64_t evictable = cache_ ? cache_->evictable_pages() : 0;
   const int64_t used = pool_.num_pages() - pool_.free_pages() - evictable;
   metrics_.running.store(static_cast<int>(running_.size()), std::memory_order_relaxed);
+  metrics_.awaiting_kv.store(static_cast<int>(awaiting_.size()), std::memory_order_relaxed);
   metrics_.tokens_in_use.store(used * ps, std::memory_order_relaxed);
   metrics_.cached_tokens.store(evictable * ps, std::memory_order_relaxed);
 }

@@ -37,6 +37,7 @@ namespace pdctl::engine {
 struct SchedulerMetrics {
   std::atomic<int> running{0};
   std::atomic<int> queued{0};  // submit() counts a request before the engine thread sees it
+  std::atomic<int> awaiting_kv{0};
   std::atomic<int64_t> tokens_in_use{0};
   std::atomic<int64_t> cached_tokens{0};
   std::atomic<uint64_t> requests_finished{0};
@@ -76,6 +77,10 @@ class Scheduler {
   // until a command arrives (so the engine thread may sleep).
   bool step();
   void set_layer_hook(LayerHook hook) { layer_hook_ = std::move(hook); }
+  // PD (see KvHandoffHooks in engine_service.h).
+  void set_kv_hooks(KvHandoffHooks hooks);
+  void kv_arrived(const std::string& rid, int32_t first_token, float logprob);
+  void release_pages(std::span<const int32_t> pages);
 
   int max_running_requests() const { return max_running_; }
   size_t live_requests() const { return requests_.size(); }
@@ -113,6 +118,8 @@ class Scheduler {
   std::unordered_map<std::string, std::unique_ptr<Request>> requests_;  // every live request
   std::deque<Request*> waiting_;                                        // FCFS
   std::vector<Request*> running_;                                       // in admission order
+  std::vector<Request*> awaiting_;                                      // kReceive: pages, no KV yet
+  KvHandoffHooks kv_hooks_;
   uint64_t admit_counter_ = 0;
   policy::Tuning tuning_;
   policy::NewTokenRatio ratio_;

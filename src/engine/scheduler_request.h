@@ -30,6 +30,7 @@ struct Request {
   uint64_t admit_seq = 0;                // admission order while running; 0 while queued
   int cached_tokens = 0;                 // prompt tokens the prefix cache served (first admission)
   bool admitted_once = false;
+  bool awaiting_kv = false;              // kReceive: has pages, waits for the remote KV
   bool input_logprobs_sent = false;
   std::vector<TokenLogprobInfo> input_logprobs;  // for prompt tokens from logprob_start_len
   SamplerState sampler;

@@ -431,6 +431,9 @@ Result<OpenAiCall> parse_completion(const json& body, const ApiModel& model, Ran
                                           max_tokens ? max_tokens : std::optional<int>(kCompletionDefaultMaxTokens), 0));
     item.req.sampling.return_logprob = call.logprobs;
     item.req.sampling.top_logprobs_num = call.top_logprobs;
+    Status bootstrap_err;  // PD: the router's bootstrap fields, one per prompt when a list
+    read_bootstrap(body, p, prompts.size(), item.bootstrap, bootstrap_err);
+    PDCTL_RETURN_IF_ERROR(bootstrap_err);
     add_samples(call.items, std::move(item), static_cast<int>(p), call.n, call.id, /*numbered=*/false);
   }
   // Each choice's rid is the response id plus its choice index (prompt p, sample j -> p * n + j),
@@ -499,6 +502,9 @@ Result<OpenAiCall> parse_chat(const json& body, const ApiModel& model, RandomHex
                          fit_max_tokens(model, item.req.input_ids.size(), max_tokens, 0));
   item.req.sampling.return_logprob = call.logprobs;
   item.req.sampling.top_logprobs_num = call.logprobs ? call.top_logprobs : 0;
+  Status bootstrap_err;  // PD: the router's bootstrap fields
+  read_bootstrap(body, 0, 1, item.bootstrap, bootstrap_err);
+  PDCTL_RETURN_IF_ERROR(bootstrap_err);
   add_samples(call.items, std::move(item), 0, call.n, call.id, call.n > 1);
   return call;
 }

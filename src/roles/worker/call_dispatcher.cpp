@@ -118,9 +118,12 @@ Status CallDispatcher::submit_item(Live& live, size_t i) {
   engine::OutputSink sink = [inbox = inbox_, id, item](engine::OutputChunk&& chunk) {
     inbox->push(Delivery{id, item, std::move(chunk)});
   };
-  engine::GenerateRequest req = call.spec(i).req;
-  if (!req.sampling.seed) req.sampling.seed = seed_for_rid(req.rid);
-  Status st = engine_->submit(std::move(req), std::move(sink));
+  // An unseeded request gets a seed of its own (from its rid), so n samples and repeated
+  // requests do not all draw the same tokens.
+  ItemSpec spec = call.spec(i);
+  if (!spec.req.sampling.seed) spec.req.sampling.seed = seed_for_rid(spec.req.rid);
+  Status st = submitter_ ? submitter_->submit(*engine_, spec, std::move(sink), !live.record_metrics)
+                         : engine_->submit(std::move(spec.req), std::move(sink));
   if (st.is_ok()) call.out(i).submitted = true;
   return st;
 }

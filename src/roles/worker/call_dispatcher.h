@@ -33,6 +33,15 @@ namespace pdctl::worker {
 
 class ChunkInbox;
 
+// How an item reaches the engine. The default submits it as it is; the PD roles put their
+// bootstrap step in between (roles/pd). `internal`: a call of the server itself (health).
+class ItemSubmitter {
+ public:
+  virtual ~ItemSubmitter() = default;
+  virtual Status submit(engine::EngineService& engine, const ItemSpec& item, engine::OutputSink sink,
+                        bool internal) = 0;
+};
+
 class CallDispatcher : public std::enable_shared_from_this<CallDispatcher> {
  public:
   // `metrics` may be null (no metrics). Both must outlive the dispatcher. `seed_base`:
@@ -50,6 +59,8 @@ class CallDispatcher : public std::enable_shared_from_this<CallDispatcher> {
   // set it to null before shutting it down and destroying it.
   void set_engine(engine::EngineService* engine) { engine_ = engine; }
   engine::EngineService* engine() const { return engine_; }
+  // Null: the default. Set before the first call.
+  void set_submitter(std::shared_ptr<ItemSubmitter> s) { submitter_ = std::move(s); }
 
   uint64_t next_call_id() { return ++last_call_id_; }
 
@@ -91,6 +102,7 @@ class CallDispatcher : public std::enable_shared_from_this<CallDispatcher> {
   WorkerMetrics* metrics_;
   uint64_t seed_base_;
   engine::EngineService* engine_ = nullptr;
+  std::shared_ptr<ItemSubmitter> submitter_;
   std::shared_ptr<ChunkInbox> inbox_;
   std::unordered_map<uint64_t, Live> calls_;
   uint64_t last_call_id_ = 0;

@@ -13,6 +13,7 @@ namespace pdctl::worker {
 
 Result<std::unique_ptr<engine::EngineService>> start_engine(std::unique_ptr<engine::ModelRunner> runner,
                                                             std::optional<engine::Tokenizer> tokenizer,
-                                                            const engine::SchedulerOptions& options);
+                                                            const engine::SchedulerOptions& options,
+                                                            engine::KvHandoffHooks hooks = {});
 
 }  // namespace pdctl::worker

@@ -17,7 +17,9 @@
 #include "net/http_server.h"
 #include "roles/cli.h"
 #include "roles/roles.h"
+#include "roles/pd/pd_role.h"
 #include "roles/worker/engine_factory.h"
+#include "roles/worker/role_extension.h"
 #include "roles/worker/worker_config.h"
 #include "roles/worker/worker_metrics.h"
 #include "roles/worker/worker_server.h"
@@ -38,15 +40,17 @@ struct Loaded {
   bool done = false;
 };
 
-Result<std::unique_ptr<engine::EngineService>> load_engine(const WorkerOptions& opts) {
+Result<std::unique_ptr<engine::EngineService>> load_engine(const WorkerOptions& opts, worker::RoleExtension* ext) {
   const auto t0 = std::chrono::steady_clock::now();
   auto tok = worker::load_worker_tokenizer(opts);
   if (!tok) return std::move(tok).status();
-  auto runner = engine::ModelRunner::create(worker::engine_options(opts));
+  auto runner = engine::ModelRunner::create(worker::engine_options(opts), ext ? ext->kv_memory() : kv::KvMemoryProvider{});
   if (!runner) return std::move(runner).status().with_context("loading the model " + opts.model_path);
   const engine::ModelConfig cfg = (*runner)->config();
   const int64_t kv_tokens = (*runner)->max_total_tokens();
-  auto svc = worker::start_engine(std::move(*runner), std::move(*tok), worker::scheduler_options(opts));
+  if (ext) PDCTL_RETURN_IF_ERROR(ext->on_model(cfg, (*runner)->kv_pool().geometry()));
+  auto svc = worker::start_engine(std::move(*runner), std::move(*tok), worker::scheduler_options(opts),
+                                  ext ? ext->engine_hooks() : engine::KvHandoffHooks{});
   if (!svc) return std::move(svc).status();
   spdlog::info("model {} loaded in {:.1f} s: {} layers, hidden {}, vocab {}, context {}, KV pool {} tokens",
                opts.model_path, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
@@ -54,7 +58,8 @@ Result<std::unique_ptr<engine::EngineService>> load_engine(const WorkerOptions& 
   return std::move(*svc);
 }
 
-int run_serve(const WorkerOptions& opts) {
+// `ext`: the role's additions (null for serve).
+int run_serve(const WorkerOptions& opts, worker::RoleExtension* ext) {
   if (opts.model_path.empty()) {
     spdlog::error("--model-path is required");
     return kUsageExitCode;
@@ -68,18 +73,25 @@ int run_serve(const WorkerOptions& opts) {
     spdlog::error("cannot listen on {}:{}: {}", opts.host, opts.port, st.message());
     return 1;
   }
+  if (ext) {
+    if (Status st = ext->on_listen(loop, api); !st.is_ok()) {
+      spdlog::error("{}", st.message());
+      return 1;
+    }
+  }
   spdlog::info("listening on http://{}:{} (503 until the model is loaded)", opts.host, server.port());
 
   int exit_code = 0;
   bool stopping = false;
   auto stop_now = [&] {
     stopping = true;
+    if (ext) ext->on_stop();
     server.shutdown(std::chrono::milliseconds(0), [&loop] { loop.stop(); });
   };
 
   Loaded loaded;
   std::thread loader([&] {
-    auto r = load_engine(opts);
+    auto r = load_engine(opts, ext);
     {
       std::lock_guard lock(loaded.mu);
       if (r) {
@@ -100,6 +112,7 @@ int run_serve(const WorkerOptions& opts) {
       }
       if (stopping) return;  // a signal came during the load: shut down without serving
       api.set_engine(loaded.engine.get());
+      if (ext) ext->on_ready(loaded.engine.get());
       spdlog::info("ready: serving {} at http://{}:{}", worker::served_model_name(opts), opts.host, server.port());
     });
   });
@@ -111,6 +124,7 @@ int run_serve(const WorkerOptions& opts) {
       return;
     }
     stopping = true;
+    if (ext) ext->on_stop();
     spdlog::info("signal {}: finishing the requests in flight (up to {} s), then exiting", signum,
                  kShutdownGrace.count());
     api.begin_drain();
@@ -123,6 +137,7 @@ int run_serve(const WorkerOptions& opts) {
   {
     std::lock_guard lock(loaded.mu);
     if (loaded.engine) loaded.engine->shutdown();
+    if (ext) ext->after_engine_shutdown();
     loaded.engine.reset();
     if (!loaded.status.is_ok() && exit_code == 0) {
       spdlog::error("{}", loaded.status.message());
@@ -140,12 +155,17 @@ int run_serve(const WorkerOptions& opts) {
 
 int run_worker(const WorkerOptions& opts) {
   switch (opts.role) {
-    case WorkerRole::kServe: return run_serve(opts);
+    case WorkerRole::kServe: return run_serve(opts, nullptr);
     case WorkerRole::kPrefill:
-    case WorkerRole::kDecode:
-      // Issue 6: they answer the same routes (worker::WorkerApi) over their own engines.
-      spdlog::error("`pdctl {}` is not implemented yet", worker_role_name(opts.role));
-      return 1;
+    case WorkerRole::kDecode: {
+      // The same routes (worker::WorkerApi) over their own engines, plus PD (roles/pd).
+      auto ext = pd::make_pd_role(opts);
+      if (!ext) {
+        spdlog::error("{}", ext.status().message());
+        return 1;
+      }
+      return run_serve(opts, ext->get());
+    }
   }
   return 1;
 }

@@ -85,6 +85,9 @@ void add_worker_flags(OptionRegistry& reg, WorkerOptions& o) {
   reg.add("--disaggregation-heartbeat-interval", o.disaggregation_heartbeat_interval,
           "Seconds between heartbeats to each peer")
       ->check(CLI::PositiveNumber)->group(g);
+  reg.add_flag("--disaggregation-disable-layerwise-transfer", o.disaggregation_disable_layerwise_transfer,
+               "Prefill: send the KV once the whole prompt is computed, not layer by layer")
+      ->group(g);
 }
 
 }  // namespace pdctl::roles

@@ -56,6 +56,7 @@ struct WorkerOptions {
   double disaggregation_bootstrap_timeout = 300;  // seconds for a room to be bootstrapped
   double disaggregation_waiting_timeout = 300;    // seconds for decode to wait for the KV
   double disaggregation_heartbeat_interval = 5;   // seconds between peer heartbeats
+  bool disaggregation_disable_layerwise_transfer = false;  // prefill: send the KV after the whole prompt
 };
 
 void add_worker_flags(OptionRegistry& reg, WorkerOptions& opts);

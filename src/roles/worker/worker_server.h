@@ -59,6 +59,7 @@ class WorkerApi {
   // The model for tokenizer and info routes (ready or draining), or 503 as above.
   const ApiModel* model_for_info(net::Response& resp);
   CallDispatcher& dispatcher() { return *dispatcher_; }
+  WorkerMetrics& metrics() { return metrics_; }
   const roles::WorkerOptions& options() const { return options_; }
   int64_t start_time() const { return start_time_; }
 

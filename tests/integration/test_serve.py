@@ -213,6 +213,16 @@ def info_tokenize_and_admin_routes(ctx):
     check_eq((load[0]["num_reqs"], load[0]["num_tokens"]), (0, 0), load)
     check_eq(http_request("GET", url + "/health_generate")[0], 200)
 
+    # Sampling: unseeded samples differ (each request and sample draws with its own seed);
+    # a seeded request repeats itself.
+    body = {"prompt": g["prompt"], "max_tokens": 24, "n": 3, "temperature": 1.5}
+    status, c = http_json("POST", url + "/v1/completions", body)
+    check_eq(status, 200, c)
+    texts = [ch["text"] for ch in c["choices"]]
+    check(len(set(texts)) > 1, "unseeded samples all alike:", texts)
+    seeded = [http_json("POST", url + "/v1/completions", dict(body, seed=7))[1]["choices"] for _ in range(2)]
+    check_eq([ch["text"] for ch in seeded[0]], [ch["text"] for ch in seeded[1]], "seeded requests repeat")
+
     # /flush_cache empties the prefix cache: the same prompt is no longer a hit afterwards.
     body = {"input_ids": g["prompt_tokens"] + g["completion_tokens"][:40],
             "sampling_params": {"temperature": 0, "max_new_tokens": 4}}

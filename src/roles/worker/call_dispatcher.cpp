@@ -60,16 +60,26 @@ class ChunkInbox : public std::enable_shared_from_this<ChunkInbox> {
   Consumer consumer_;                               // loop thread
 };
 
-std::shared_ptr<CallDispatcher> CallDispatcher::create(net::EventLoop& loop, WorkerMetrics* metrics) {
-  std::shared_ptr<CallDispatcher> d(new CallDispatcher(loop, metrics));
+std::shared_ptr<CallDispatcher> CallDispatcher::create(net::EventLoop& loop, WorkerMetrics* metrics,
+                                                       uint64_t seed_base) {
+  std::shared_ptr<CallDispatcher> d(new CallDispatcher(loop, metrics, seed_base));
   d->inbox_->set_consumer([weak = std::weak_ptr<CallDispatcher>(d)](std::vector<Delivery>& batch) {
     if (auto self = weak.lock()) self->on_deliveries(batch);
   });
   return d;
 }
 
-CallDispatcher::CallDispatcher(net::EventLoop& loop, WorkerMetrics* metrics)
-    : loop_(loop), metrics_(metrics), inbox_(std::make_shared<ChunkInbox>(loop)) {}
+CallDispatcher::CallDispatcher(net::EventLoop& loop, WorkerMetrics* metrics, uint64_t seed_base)
+    : loop_(loop), metrics_(metrics), seed_base_(seed_base), inbox_(std::make_shared<ChunkInbox>(loop)) {}
+
+uint64_t CallDispatcher::seed_for_rid(const std::string& rid) const {
+  uint64_t h = 14695981039346656037ull;  // FNV-1a over the rid, then splitmix64's finalizer
+  for (unsigned char c : rid) h = (h ^ c) * 1099511628211ull;
+  uint64_t z = h ^ (seed_base_ * 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
 
 CallDispatcher::~CallDispatcher() { inbox_->set_consumer(nullptr); }
 
@@ -108,7 +118,9 @@ Status CallDispatcher::submit_item(Live& live, size_t i) {
   engine::OutputSink sink = [inbox = inbox_, id, item](engine::OutputChunk&& chunk) {
     inbox->push(Delivery{id, item, std::move(chunk)});
   };
-  Status st = engine_->submit(call.spec(i).req, std::move(sink));
+  engine::GenerateRequest req = call.spec(i).req;
+  if (!req.sampling.seed) req.sampling.seed = seed_for_rid(req.rid);
+  Status st = engine_->submit(std::move(req), std::move(sink));
   if (st.is_ok()) call.out(i).submitted = true;
   return st;
 }

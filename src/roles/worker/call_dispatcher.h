@@ -11,6 +11,11 @@
 //
 // Samples of one prompt (n > 1) share its prefix cache: sample 0 is submitted first and the
 // others when its first output arrives, by which time the prompt's KV is in the cache.
+//
+// A request without a seed is given one made from its rid and --random-seed: otherwise the
+// engine's single default seed would make every unseeded request, and the n samples of
+// one, draw the same tokens. From the rid, so that the two halves of a PD request (which
+// share the rid) draw alike, and a client that reuses a rid gets the same samples.
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -30,8 +35,13 @@ class ChunkInbox;
 
 class CallDispatcher : public std::enable_shared_from_this<CallDispatcher> {
  public:
-  // `metrics` may be null (no metrics). Both must outlive the dispatcher.
-  static std::shared_ptr<CallDispatcher> create(net::EventLoop& loop, WorkerMetrics* metrics);
+  // `metrics` may be null (no metrics). Both must outlive the dispatcher. `seed_base`:
+  // --random-seed, mixed into the seeds of unseeded requests.
+  static std::shared_ptr<CallDispatcher> create(net::EventLoop& loop, WorkerMetrics* metrics,
+                                                uint64_t seed_base = 0);
+
+  // The seed an unseeded request with this rid samples with.
+  uint64_t seed_for_rid(const std::string& rid) const;
   ~CallDispatcher();
   CallDispatcher(const CallDispatcher&) = delete;
   CallDispatcher& operator=(const CallDispatcher&) = delete;
@@ -67,7 +77,7 @@ class CallDispatcher : public std::enable_shared_from_this<CallDispatcher> {
     bool record_metrics = true;
     bool abandoned = false;  // the client is gone and the items were aborted
   };
-  explicit CallDispatcher(net::EventLoop& loop, WorkerMetrics* metrics);
+  CallDispatcher(net::EventLoop& loop, WorkerMetrics* metrics, uint64_t seed_base);
   Status submit_item(Live& live, size_t i);
   void submit_followers(Live& live, size_t leader);
   void on_deliveries(std::vector<Delivery>& batch);
@@ -79,6 +89,7 @@ class CallDispatcher : public std::enable_shared_from_this<CallDispatcher> {
 
   net::EventLoop& loop_;
   WorkerMetrics* metrics_;
+  uint64_t seed_base_;
   engine::EngineService* engine_ = nullptr;
   std::shared_ptr<ChunkInbox> inbox_;
   std::unordered_map<uint64_t, Live> calls_;

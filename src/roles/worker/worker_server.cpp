@@ -39,7 +39,7 @@ WorkerApi::WorkerApi(net::EventLoop& loop, const roles::WorkerOptions& options, 
     : loop_(loop),
       options_(options),
       metrics_(metrics),
-      dispatcher_(CallDispatcher::create(loop, &metrics)),
+      dispatcher_(CallDispatcher::create(loop, &metrics, static_cast<uint64_t>(options.random_seed))),
       start_time_(static_cast<int64_t>(std::time(nullptr))),
       flush_waits_(std::make_shared<FlushWaits>()) {
   model_.name = served_model_name(options);

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <set>
 
 #include "test_worker_fixture.h"
 
@@ -53,14 +54,14 @@ TEST_CASE("worker api: /generate returns text, output_ids and SGLang's meta_info
   CHECK(f.engine->submitted().back().input_ids == engine::Tokenizer::byte_level().encode("hi", true));
 
   // The same prompt again: the prefix cache answers part of it.
-  auto again = f.post("/generate", json{{"text", "hi"}, {"sampling_params", {{"max_new_tokens", 5}}}});
+  auto again = f.post("/generate", json{{"text", "hi"}, {"sampling_params", {{"max_new_tokens", 5}, {"temperature", 0}}}});
   CHECK(again.parsed()["meta_info"]["cached_tokens"].get<int>() > 0);
   CHECK(again.parsed()["output_ids"] == j["output_ids"]);
 
   // Ids in, with a stop token: finish_reason stop with the matched id, which is output.
   const int32_t third = ids[2];
   auto s = f.post("/generate", json{{"input_ids", engine::Tokenizer::byte_level().encode("hi", true)},
-                                    {"sampling_params", {{"max_new_tokens", 5}, {"stop_token_ids", {third}}}}});
+                                    {"sampling_params", {{"max_new_tokens", 5}, {"temperature", 0}, {"stop_token_ids", {third}}}}});
   REQUIRE(s.status == 200);
   json sj = s.parsed();
   CHECK(sj["meta_info"]["finish_reason"] == json{{"type", "stop"}, {"matched", third}});
@@ -93,6 +94,32 @@ TEST_CASE("worker api: /generate batches return lists; n > 1 shares the prompt's
   CHECK(j[1]["meta_info"]["cached_tokens"].get<int>() > 0);
 }
 
+TEST_CASE("worker api: unseeded requests get a seed from their rid; explicit seeds are kept") {
+  WorkerFixture f;
+  REQUIRE(f.post("/v1/completions", json{{"prompt", "ab"}, {"max_tokens", 2}, {"n", 3}, {"rid", "c"}}).status == 200);
+  REQUIRE(f.post("/generate", json{{"text", "ab"}, {"rid", "c-1"}, {"sampling_params", {{"max_new_tokens", 2}}}})
+              .status == 200);
+  REQUIRE(f.post("/generate", json{{"text", "ab"}, {"sampling_params", {{"max_new_tokens", 2}, {"sampling_seed", 5}}}})
+              .status == 200);
+  auto subs = f.engine->submitted();
+  REQUIRE(subs.size() == 5);
+  std::set<uint64_t> seeds;
+  for (size_t i = 0; i < 3; ++i) {
+    REQUIRE(subs[i].sampling.seed.has_value());
+    seeds.insert(*subs[i].sampling.seed);
+  }
+  CHECK(seeds.size() == 3);  // the n samples differ
+  // The same rid (here a sample's) draws alike; a seed the client gave is used as is.
+  const auto by_rid = [&](const std::string& rid) {
+    for (const auto& s : subs) {
+      if (s.rid == rid) return s.sampling.seed;
+    }
+    return std::optional<uint64_t>();
+  };
+  CHECK(subs[3].sampling.seed == by_rid("c-1"));
+  CHECK(subs[4].sampling.seed == std::optional<uint64_t>(5));
+}
+
 TEST_CASE("worker api: /v1/completions and usage; unknown model is 404 model_not_found") {
   WorkerFixture f;
   auto r = f.post("/v1/completions", json{{"model", "fake-model"}, {"prompt", "hi"}, {"max_tokens", 4}, {"n", 2}});
@@ -119,16 +146,22 @@ TEST_CASE("worker api: /v1/completions and usage; unknown model is 404 model_not
   CHECK(e.parsed()["error"]["param"] == "model");
   CHECK(f.get("/health").status == 200);
 
-  // Stop strings are trimmed from the text, as OpenAI does; matched_stop says which.
-  auto plain = f.post("/v1/completions", json{{"prompt", "zz"}, {"max_tokens", 6}}).parsed();
+  // Stop strings are trimmed from the text, as OpenAI does; matched_stop says which (greedy:
+  // the same tokens each time).
+  auto plain = f.post("/v1/completions", json{{"prompt", "zz"}, {"max_tokens", 6}, {"temperature", 0}}).parsed();
   const std::string full = plain["choices"][0]["text"];
   const std::string stop = full.substr(3, 1);
-  auto cut = f.post("/v1/completions", json{{"prompt", "zz"}, {"max_tokens", 6}, {"stop", stop}}).parsed();
+  auto cut = f.post("/v1/completions", json{{"prompt", "zz"}, {"max_tokens", 6}, {"temperature", 0}, {"stop", stop}})
+                 .parsed();
   const std::string expect = full.substr(0, full.find(stop));
   CHECK(cut["choices"][0]["text"] == expect);
   CHECK(cut["choices"][0]["finish_reason"] == "stop");
   CHECK(cut["choices"][0]["matched_stop"] == stop);
-  auto kept = f.post("/v1/completions", json{{"prompt", "zz"}, {"max_tokens", 6}, {"stop", stop}, {"no_stop_trim", true}})
+  auto kept = f.post("/v1/completions", json{{"prompt", "zz"},
+                                             {"max_tokens", 6},
+                                             {"temperature", 0},
+                                             {"stop", stop},
+                                             {"no_stop_trim", true}})
                   .parsed();
   CHECK(kept["choices"][0]["text"] == expect + stop);
 

@@ -3,8 +3,8 @@
 // output, controllable timing (its own stepping thread, or steps driven by the test),
 // injected submit errors and engine-side aborts, and a record of what it was asked.
 //
-// Output of a request: token k is 3 + 'a' + (h + k) % 26 with h from the prompt and the
-// seed, so with the byte-level tokenizer the text is lowercase letters; a `script` can
+// Output of a request: token k is 3 + 'a' + (h + k) % 26 with h from the prompt and, unless
+// greedy (temperature 0 or top_k 1, as the real sampler), the seed, so with the byte-level tokenizer the text is lowercase letters; a `script` can
 // replace it (to produce EOS, stop strings, multi-byte characters...). Stop strings,
 // stop ids, EOS, max_new_tokens and the incremental detokenizer behave as the engine's
 // contract says (OutputChunk): text held back while it may become a stop string, stop
@@ -224,7 +224,8 @@ class FakeEngine final : public engine::EngineService {
 
   // The letters a request of this prompt and seed produces (without stop rules).
   static std::vector<int32_t> letters(const engine::GenerateRequest& r, int count) {
-    uint64_t h = r.sampling.seed.value_or(0);
+    const bool greedy = r.sampling.temperature == 0 || r.sampling.top_k == 1;
+    uint64_t h = greedy ? 0 : r.sampling.seed.value_or(0);
     for (int32_t id : r.input_ids) h = h * 31 + static_cast<uint64_t>(id);
     std::vector<int32_t> out;
     for (int k = 0; k < count; ++k) out.push_back(3 + 'a' + static_cast<int32_t>((h + static_cast<uint64_t>(k)) % 26));

@@ -13,7 +13,7 @@ using namespace workertest;
 
 TEST_CASE("streaming: /generate events are cumulative and end as the non-streamed reply") {
   WorkerFixture f;
-  const json body = {{"text", "stream me"}, {"sampling_params", {{"max_new_tokens", 8}}}};
+  const json body = {{"text", "stream me"}, {"sampling_params", {{"max_new_tokens", 8}, {"temperature", 0}}}};
   json whole = f.post("/generate", body).parsed();
   json sbody = body;
   sbody["stream"] = true;
@@ -114,7 +114,7 @@ TEST_CASE("streaming: a client that does not read gets its output coalesced, not
   const int kTokens = 3000;
   nettest::RawClient c(f.port);
   c.set_recv_buffer(4096);
-  std::string body = json{{"prompt", "q"}, {"stream", true}, {"max_tokens", kTokens}}.dump();
+  std::string body = json{{"prompt", "q"}, {"stream", true}, {"max_tokens", kTokens}, {"temperature", 0}}.dump();
   REQUIRE(c.send(nettest::post_request("/v1/completions", body)));
   // The engine finishes while the client reads nothing.
   REQUIRE(f.engine->wait_for([&] { return f.engine->live() == 0; }));
@@ -127,14 +127,16 @@ TEST_CASE("streaming: a client that does not read gets its output coalesced, not
   // Far fewer events than chunks: what arrived while paused went out as one event.
   CHECK(ev.size() < static_cast<size_t>(kTokens) / 2);
   MESSAGE(kTokens << " engine chunks, " << ev.size() << " events");
-  json whole = f.post("/v1/completions", json{{"prompt", "q"}, {"max_tokens", kTokens}}).parsed();
+  json whole = f.post("/v1/completions", json{{"prompt", "q"}, {"max_tokens", kTokens}, {"temperature", 0}}).parsed();
   CHECK(text == whole["choices"][0]["text"]);
 }
 
 TEST_CASE("streaming: 32 concurrent requests give the same tokens as one at a time") {
   WorkerFixture f(paced_engine(std::chrono::milliseconds(1)));
   auto body = [](int i) {
-    return json{{"text", "prompt " + std::to_string(i)}, {"stream", i % 2 == 0}, {"sampling_params", {{"max_new_tokens", 12}}}};
+    return json{{"text", "prompt " + std::to_string(i)},
+                {"stream", i % 2 == 0},
+                {"sampling_params", {{"max_new_tokens", 12}, {"temperature", 0}}}};
   };
   auto final_ids = [](const HttpReply& r, bool stream) {
     if (!stream) return r.parsed()["output_ids"];

@@ -1,23 +1,29 @@
 #!/usr/bin/env python3
 """The router's overhead as a reverse proxy, in one run on this machine.
 
-    scripts/bench-router.py [--pdctl build/pdctl] [--worker URL] [--connections 64]
+    scripts/bench-router.py [--pdctl build/pdctl] [--worker serve|fixed|URL] [--connections 64]
                             [--duration 10] [--rounds 3] [--policy round_robin ...]
 
-Starts (or uses, with --worker URL) one worker, then `pdctl router --worker-urls WORKER`
-and nginx (Debian's, a generated config in a temporary directory, a non-daemon process
-on a free port) as a reverse proxy in front of the same worker, and drives each of the
-three targets - the worker directly, the router, nginx - with wrk: POST /generate with a
-1-token request, --connections at once, for --duration seconds, --rounds times in
-turn. It prints requests/s and p50/p99 latency per target (the median over rounds), and
-what each proxy adds to the direct latency.
+Starts one worker, then `pdctl router --worker-urls WORKER` and nginx (Debian's, a
+generated config in a temporary directory, a non-daemon process on a free port) as a
+reverse proxy in front of the same worker, and drives each of the three targets - the
+worker directly, the router, nginx - with wrk: POST /generate with a 1-token request,
+--connections at once, for --duration seconds. A round visits the three targets in turn,
+each round in a rotated order (so that none always runs first or last while the machine's
+load drifts); it prints every round, the medians over rounds of requests/s and p50/p99
+latency, what each proxy adds to the direct latency, and the router/nginx ratios of each
+round and their median.
 
-Without --worker, the worker is nginx itself answering every POST /generate with a fixed
-1-token SGLang reply (so that the worker costs as little as possible and the proxies'
-own cost shows); with `pdctl serve` available, pass its URL instead.
+The worker (--worker):
+- `serve` (the default): `pdctl serve --model-path tiny --load-format dummy` (a real worker:
+  HTTP, tokenizer, scheduler and a forward pass of a 3.3M-parameter random Llama), with
+  --worker-threads forward threads;
+- `fixed`: nginx answering every POST /generate with a fixed 1-token SGLang reply (a worker
+  that costs as little as possible, so that the proxies' own cost shows most);
+- a URL: a worker already running there.
 
 wrk comes from Debian (`apt-get install wrk`); nginx from nginx-light. Everything runs on
-this machine's cores together: on a shared 2-core machine the numbers are preliminary.
+this machine's cores together: on a shared 2-core machine compare ratios within one run.
 """
 import argparse
 import os
@@ -130,7 +136,9 @@ def run_wrk(wrk, url, lua, args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pdctl", default=os.path.join(os.path.dirname(__file__), "..", "build", "pdctl"))
-    ap.add_argument("--worker", help="URL of a running worker (default: an nginx fixed-reply worker)")
+    ap.add_argument("--worker", default="serve",
+                    help="serve (pdctl serve on the tiny dummy model), fixed (nginx fixed reply) or a worker URL")
+    ap.add_argument("--worker-threads", type=int, default=1, help="pdctl serve --threads")
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1, help="wrk threads")
     ap.add_argument("--duration", type=int, default=10)
@@ -151,12 +159,24 @@ def main():
     tmp = tempfile.mkdtemp(prefix="pdctl-bench-router-")
     procs = []
     try:
-        if args.worker:
-            worker = args.worker.rstrip("/")
-        else:
+        if args.worker == "fixed":
             wport = free_port()
             procs.append(start_nginx(nginx, tmp, wport))
             worker = f"http://127.0.0.1:{wport}"
+            worker_desc = "nginx fixed reply"
+        elif args.worker == "serve":
+            wport = free_port()
+            worker_log = open(os.path.join(tmp, "serve.log"), "wb")
+            procs.append(subprocess.Popen([pdctl, "serve", "--host", "127.0.0.1", "--port", str(wport), "--model-path",
+                                           "tiny", "--load-format", "dummy", "--threads", str(args.worker_threads),
+                                           "--log-level", "warning"],
+                                          stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True))
+            worker = f"http://127.0.0.1:{wport}"
+            worker_desc = f"pdctl serve tiny dummy --threads {args.worker_threads}"
+            wait_http(worker + "/health", timeout=120)
+        else:
+            worker = args.worker.rstrip("/")
+            worker_desc = worker
         wait_http(worker + "/generate", method="POST")
 
         rport, nport = free_port(), free_port()
@@ -178,7 +198,7 @@ def main():
             run_wrk(wrk, url, lua, argparse.Namespace(**{**vars(args), "duration": 2}))
         results = {name: [] for name, _ in targets}
         for r in range(args.rounds):
-            for name, url in targets:
+            for name, url in targets[r % 3:] + targets[:r % 3]:
                 res = run_wrk(wrk, url, lua, args)
                 if res["non2xx"] or res["socket_errors"]:
                     print(f"warning: {name}: {res['non2xx']} non-2xx, socket errors: {res['socket_errors']}")
@@ -191,7 +211,7 @@ def main():
         load = os.getloadavg()[0]
         print()
         print(f"{args.connections} connections, wrk -t{args.threads}, {args.duration}s x {args.rounds} rounds, "
-              f"1-token POST /generate; worker: {'nginx fixed reply' if not args.worker else worker}; "
+              f"1-token POST /generate; worker: {worker_desc}; "
               f"router --policy {args.policy}; nginx proxy with {args.nginx_workers} worker process(es); "
               f"{cores} cores, load average {load:.1f} (medians)")
         print(f"| target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |")
@@ -201,8 +221,14 @@ def main():
             m = med[name]
             added = "" if name == "direct" else f"{m['p50'] - d['p50']:+.3f} | {m['p99'] - d['p99']:+.3f}"
             print(f"| {name} | {m['rps']:.0f} | {m['p50']:.3f} | {m['p99']:.3f} | " + (added or " | ") + " |")
-        ratio = med["pdctl router"]["rps"] / med["nginx"]["rps"]
-        print(f"\npdctl router / nginx throughput: {ratio:.2f}")
+        # Per-round ratios: the two proxies ran back to back, under about the same load.
+        rr = [r["rps"] / n["rps"] for r, n in zip(results["pdctl router"], results["nginx"])]
+        print(f"\npdctl router / nginx throughput per round: {' '.join(f'{x:.2f}' for x in rr)}; "
+              f"median {statistics.median(rr):.2f}")
+        for q in ("p50", "p99"):
+            added = [(r[q] - d[q], n[q] - d[q]) for r, n, d in
+                     zip(results["pdctl router"], results["nginx"], results["direct"])]
+            print(f"added {q} ms per round (router, nginx): " + " ".join(f"({a:+.3f}, {b:+.3f})" for a, b in added))
     finally:
         for p in procs:
             try:

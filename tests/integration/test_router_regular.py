@@ -3,8 +3,9 @@
 round_robin's even spread, cache_aware's prefix affinity, and the bytes of a body passed
 through untouched.
 
-Until `pdctl serve` lands, fake_worker.py stands in for it: `start_workers` and
-`expected_text` are the two functions to change then. Every check goes through the router.
+The workers are fake_worker.py (deterministic outputs, requests it can report back);
+test_router_real.py runs the same checks against real `pdctl serve` workers. Every check
+goes through the router.
 """
 import os
 import sys

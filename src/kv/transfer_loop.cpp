@@ -639,6 +639,15 @@ void TransferLoop::State::forget_if_done(Op& op) {
 
 void TransferLoop::State::peer_ready(Peer& peer) {
   peer.ep.mark_ready();
+  // Over shared memory the peer's regions are mapped into this process without page-table
+  // entries: the first put into each 4 KiB page faulted (measured: a 512-token prompt's
+  // 16 MiB of KV took 4096 faults inside the transfer). Once per peer, here, not per write.
+  for (size_t i = 0; i < peer.rkeys.size(); ++i) {
+    const auto& r = peer.descriptor->regions[i];
+    if (size_t n = peer.rkeys[i].prefault(r.base, r.size); n > 0) {
+      spdlog::debug("[{}] peer {}: prefaulted {} bytes of its region {}", opts.name, peer.id, n, i);
+    }
+  }
   std::string transports = summarize_endpoint_info(peer.ep.describe());
   spdlog::debug("[{}] peer {} ready over {}", opts.name, peer.id, transports);
   emit(peer.id, PeerState::kReady, {}, std::move(transports));

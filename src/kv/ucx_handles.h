@@ -115,6 +115,10 @@ class UcxRemoteKey {
   ~UcxRemoteKey();
 
   ucp_rkey_h get() const { return h_; }
+  // Where UCX reaches the remote region through a local mapping (posix/sysv shared memory),
+  // fills that mapping's page table now, so that puts do not take a page fault per 4 KiB
+  // page the first time they touch it. Returns the bytes prefaulted (0: not mapped here).
+  size_t prefault(uint64_t remote_base, size_t size) const;
 
  private:
   explicit UcxRemoteKey(ucp_rkey_h h) : h_(h) {}

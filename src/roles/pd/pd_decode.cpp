@@ -101,16 +101,8 @@ void DecodeSide::stop() {
 Status DecodeSide::submit(engine::EngineService& engine, const worker::ItemSpec& item, engine::OutputSink sink,
                           bool internal) {
   if (internal) return engine.submit(item.req, std::move(sink));
-  if (item.sample_index > 0) return Status::unsupported("n > 1 is not supported with PD disaggregation");
+  PDCTL_RETURN_IF_ERROR(check_pd_item(item, "decode"));
   const worker::Bootstrap& b = item.bootstrap;
-  std::vector<std::string> missing;
-  if (!b.host) missing.push_back("bootstrap_host");
-  if (!b.room) missing.push_back("bootstrap_room");
-  if (!missing.empty()) {
-    return Status::invalid_argument(fmt::format(
-        "a decode worker needs the PD bootstrap fields (the router adds them): {} missing", fmt::join(missing, ", ")));
-  }
-  if (item.req.sampling.max_new_tokens < 1) return Status::invalid_argument("PD disaggregation needs max_new_tokens >= 1");
   if (item.req.logprob_start_len >= 0) {
     return Status::unsupported("prompt logprobs (logprob_start_len) are not available on a PD decode worker");
   }

@@ -108,21 +108,25 @@ void PrefillSide::add_routes(net::HttpServer& server) {
 
 // ---------------------------------------------------------------- requests (loop thread)
 
-Status PrefillSide::submit(engine::EngineService& engine, const worker::ItemSpec& item, engine::OutputSink sink,
-                           bool internal) {
-  if (internal) return engine.submit(item.req, std::move(sink));
+Status check_pd_item(const worker::ItemSpec& item, std::string_view role) {
   if (item.sample_index > 0) return Status::unsupported("n > 1 is not supported with PD disaggregation");
   const worker::Bootstrap& b = item.bootstrap;
   std::vector<std::string> missing;
   if (!b.host) missing.push_back("bootstrap_host");
   if (!b.room) missing.push_back("bootstrap_room");
   if (!missing.empty()) {
-    return Status::invalid_argument(fmt::format(
-        "a prefill worker needs the PD bootstrap fields (the router adds them): {} missing", fmt::join(missing, ", ")));
+    return Status::invalid_argument(fmt::format("a {} worker needs the PD bootstrap fields (the router adds them): {} missing",
+                                                role, fmt::join(missing, ", ")));
   }
-  if (item.req.sampling.max_new_tokens < 1) {
-    return Status::invalid_argument("PD disaggregation needs max_new_tokens >= 1");
-  }
+  if (item.req.sampling.max_new_tokens < 1) return Status::invalid_argument("PD disaggregation needs max_new_tokens >= 1");
+  return Status::ok();
+}
+
+Status PrefillSide::submit(engine::EngineService& engine, const worker::ItemSpec& item, engine::OutputSink sink,
+                           bool internal) {
+  if (internal) return engine.submit(item.req, std::move(sink));
+  PDCTL_RETURN_IF_ERROR(check_pd_item(item, "prefill"));
+  const worker::Bootstrap& b = item.bootstrap;
   const uint64_t room_id = static_cast<uint64_t>(*b.room);
   engine::GenerateRequest req = item.req;
   req.sampling.max_new_tokens = 1;  // the first token; decode generates the rest

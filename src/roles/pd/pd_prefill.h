@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -29,6 +30,10 @@
 #include "roles/worker/call_dispatcher.h"
 
 namespace pdctl::pd {
+
+// What both PD roles require of a generation item: one sample, the bootstrap fields (the
+// error names those missing), at least one new token. `role` names the worker in the error.
+Status check_pd_item(const worker::ItemSpec& item, std::string_view role);
 
 struct PdSettings {
   std::chrono::milliseconds bootstrap_timeout{300'000};
